@@ -1,0 +1,16 @@
+# The two commands of the README. Both set up .venv first (once; scripts/setup.sh).
+QUESTION ?= What is the capital of France?
+PY := .venv/bin/python
+
+.PHONY: setup demo test bench
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@.venv/bin/lorastack ask "$(QUESTION)"
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/serve_bench.py

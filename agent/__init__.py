@@ -1,0 +1,1 @@
+"""The agent room: a LangChain agent whose LLM is the lorastack endpoint."""

@@ -1,0 +1,1 @@
+"""The fine-tuning room: data -> QLoRA/LoRA training -> adapter + card."""

@@ -1,0 +1,69 @@
+"""The ``lorastack`` command: one entry point, a sub-command group per room.
+
+User mistakes (:class:`LorastackError`, invalid options) print one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from lorastack import __version__
+from lorastack.errors import LorastackError
+
+app = typer.Typer(
+    name="lorastack",
+    help="Fine-tune, serve and use LoRA adapters on one base model, behind an OpenAI-compatible API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lorastack {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what lorastack does (to stderr)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    # Each room adds its own commands; imported here so that `lorastack --help` stays one place.
+    from agent.cli import add_commands as add_agent_commands
+    from serve.cli import add_commands as add_serve_commands
+
+    add_serve_commands(app)
+    add_agent_commands(app)
+
+
+_register()
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except LorastackError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}" + (f" {exc.hint}" if exc.hint else ""), highlight=False)
+        sys.exit(exc.exit_code)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        err_console.print(f"[bold red]error:[/] {problems}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""``lorastack serve`` and ``lorastack adapters ...``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lorastack.errors import NotFound, ServerError
+from lorastack.models import resolve_base_model
+from serve.config import ServeConfig
+from serve.loading import load_adapter, unload_adapter
+from serve.registry import Registry, parse_ref
+from serve.server import start_server
+from serve.state import current_server
+
+console = Console()
+adapters = typer.Typer(help="Register adapters and load them into the running server.", no_args_is_help=True)
+
+
+def _doc(field: str) -> str:
+    return ServeConfig.model_fields[field].description or ""
+
+
+def serve(
+    base_model: Optional[str] = typer.Option(None, help=_doc("base_model")),
+    host: str = typer.Option("127.0.0.1", help=_doc("host")),
+    port: int = typer.Option(8000, help=_doc("port")),
+    device: str = typer.Option("auto", help=_doc("device")),
+    max_lora_rank: Optional[int] = typer.Option(None, help=_doc("max_lora_rank")),
+    max_loras: int = typer.Option(4, help=_doc("max_loras")),
+    max_cpu_loras: Optional[int] = typer.Option(None, help=_doc("max_cpu_loras")),
+    max_model_len: int = typer.Option(2048, help=_doc("max_model_len")),
+    dtype: str = typer.Option("auto", help=_doc("dtype")),
+    tensor_parallel_size: int = typer.Option(1, help=_doc("tensor_parallel_size")),
+    gpu_memory_utilization: float = typer.Option(0.9, help=_doc("gpu_memory_utilization")),
+    cpu_kv_cache_gib: int = typer.Option(1, help=_doc("cpu_kv_cache_gib")),
+    chat_template: Optional[Path] = typer.Option(None, help=_doc("chat_template")),
+    startup_timeout: float = typer.Option(900, help=_doc("startup_timeout")),
+    extra_args: Optional[list[str]] = typer.Argument(None, help="Further vLLM arguments, after --."),
+) -> None:
+    """Serve the base model and the registry's loaded adapters through vLLM's OpenAI-compatible API."""
+    config = ServeConfig(
+        base_model=base_model, host=host, port=port, device=device, max_lora_rank=max_lora_rank,
+        max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_model_len=max_model_len, dtype=dtype,
+        tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
+        cpu_kv_cache_gib=cpu_kv_cache_gib, chat_template=chat_template, startup_timeout=startup_timeout,
+        extra_args=extra_args or [],
+    )  # fmt: skip
+    # SIGTERM ends the server the way Ctrl-C does: through the finally below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = time.monotonic()
+    server = start_server(config, progress=console.print)
+    try:
+        state = server.state
+        console.print(
+            f"[bold green]Serving[/] {state.base_name} at [bold]{state.url}/v1[/] "
+            f"({state.device}, ready in {time.monotonic() - started:.0f} s). Ctrl-C stops it."
+        )
+        while server.process.alive():
+            time.sleep(1)
+        raise ServerError(f"vLLM exited unexpectedly:\n{server.process.log_tail()}", f"Log: {server.process.log_path}")
+    except KeyboardInterrupt:
+        console.print("Stopping...")
+    finally:
+        server.stop()
+
+
+@adapters.command()
+def register(
+    name: str = typer.Argument(..., help="Name clients will use as the model (a-z, 0-9, '.', '_', '-')."),
+    path: Path = typer.Argument(..., help="A PEFT LoRA adapter folder (adapter_config.json + safetensors)."),
+    base_model: Optional[str] = typer.Option(
+        None, help="Base model to check the adapter against. Default: the running server's, else the embedded one."
+    ),
+) -> None:
+    """Check an adapter and copy it into the store as the next version of NAME."""
+    registry = Registry()
+    server = current_server(registry.home)
+    base = server.base if (server and base_model is None) else resolve_base_model(base_model, console.print)
+    adapter = registry.register(name, path, base, base.weight_shapes())
+    console.print(
+        f"Registered [bold]{adapter.ref}[/] (rank {adapter.card['rank']}, sha256 {adapter.sha256[:12]}). "
+        f"Load it with: lorastack adapters load {adapter.name}"
+    )
+
+
+@adapters.command("list")
+def list_() -> None:
+    """List registered adapter versions and what is loaded."""
+    registry = Registry()
+    rows = registry.list()
+    if not rows:
+        console.print("No adapters registered. Add one with: lorastack adapters register NAME PATH")
+        return
+    loaded = {a.name: a.version for a in registry.loaded()}
+    table = Table("name", "version", "loaded", "rank", "alpha", "base model", "created", "sha256")
+    for a in rows:
+        table.add_row(
+            a.name, f"v{a.version}", "yes" if loaded.get(a.name) == a.version else "", str(a.card["rank"]),
+            f"{a.card['alpha']:g}", a.card["base_model"], a.created, a.sha256[:12],
+        )  # fmt: skip
+    console.print(table)
+
+
+@adapters.command()
+def show(ref: str = typer.Argument(..., help="NAME (latest version) or NAME@vN.")) -> None:
+    """Print an adapter version's card."""
+    registry = Registry()
+    adapter = registry.get(ref)
+    card = dict(adapter.card, path=str(adapter.path), loaded=registry.loaded_version(adapter.name) == adapter.version)
+    console.print_json(json.dumps(card))
+
+
+@adapters.command()
+def load(ref: str = typer.Argument(..., help="NAME (latest version) or NAME@vN.")) -> None:
+    """Load an adapter into the running server (or at its next start); clients call it by NAME."""
+    registry = Registry()
+    result = load_adapter(registry, ref, current_server(registry.home))
+    if not result.live:
+        console.print(f"No server is running: {result.adapter.ref} will be loaded when `lorastack serve` starts.")
+    elif result.replaced is not None:
+        console.print(f"Loaded {result.adapter.ref} in place of v{result.replaced}.")
+    else:
+        console.print(f"Loaded {result.adapter.ref}: call it with model={result.adapter.name!r}.")
+
+
+@adapters.command()
+def unload(name: str = typer.Argument(..., help="Adapter name.")) -> None:
+    """Take an adapter out of the running server; it is no longer restored at start."""
+    registry = Registry()
+    live = unload_adapter(registry, parse_ref(name)[0], current_server(registry.home))
+    console.print(f"Unloaded {name}." if live else f"{name} will no longer be loaded at start.")
+
+
+@adapters.command()
+def remove(ref: str = typer.Argument(..., help="NAME@vN for one version, NAME for all of them.")) -> None:
+    """Delete adapter versions from the registry and the store (unload them first)."""
+    registry = Registry()
+    name, version = parse_ref(ref)
+    targets = [registry.get(ref)] if version is not None else [a for a in registry.list() if a.name == name]
+    if not targets:
+        raise NotFound(f"No adapter {ref!r} in the registry.", "See lorastack adapters list.")
+    for adapter in targets:
+        registry.remove(adapter)
+        console.print(f"Removed {adapter.ref}.")
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(adapters, name="adapters")

@@ -1,0 +1,58 @@
+"""A small client for the running server's admin endpoints (health, models, LoRA load/unload)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from lorastack.errors import NotFound, ServerError
+
+
+@dataclass
+class ServerClient:
+    url: str
+    timeout: float = 120
+
+    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServerError(
+                f"The server at {self.url} did not answer ({exc.__class__.__name__}).",
+                "Start it with: lorastack serve",
+            ) from None
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def models(self) -> list[dict]:
+        response = self._request("GET", "/v1/models")
+        _raise_for(response, "list models")
+        return response.json()["data"]
+
+    def served_adapters(self) -> dict[str, str]:
+        """Served adapter name -> the path it was loaded from."""
+        return {m["id"]: m.get("root", "") for m in self.models() if m.get("parent")}
+
+    def load_adapter(self, name: str, path: str, replace: bool = False) -> None:
+        body = {"lora_name": name, "lora_path": path, "load_inplace": replace}
+        _raise_for(self._request("POST", "/v1/load_lora_adapter", json=body), f"load {name}")
+
+    def unload_adapter(self, name: str) -> None:
+        _raise_for(self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name}), f"unload {name}")
+
+
+def _raise_for(response: httpx.Response, action: str) -> None:
+    if response.is_success:
+        return
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip() or response.reason_phrase
+    if response.status_code == 404:
+        raise NotFound(f"The server could not {action}: {message}")
+    raise ServerError(f"The server could not {action} (HTTP {response.status_code}): {message}")

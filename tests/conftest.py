@@ -1,0 +1,117 @@
+"""Shared fixtures: isolated user state, the embedded base model, real LoRA adapters, one vLLM server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lorastack.models import BaseModel, resolve_base_model
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own registry home; the converted model cache is shared (it is rebuildable)."""
+    home = tmp_path / "lorastack-home"
+    monkeypatch.setenv("LORASTACK_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def base_model() -> BaseModel:
+    return resolve_base_model(None)
+
+
+@pytest.fixture(scope="session")
+def base_shapes(base_model: BaseModel) -> dict:
+    return base_model.weight_shapes()
+
+
+@pytest.fixture(scope="session")
+def make_adapter(base_model: BaseModel, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Build a real PEFT LoRA adapter on the embedded model, with random (non-zero) weights.
+
+    Random A and B make every adapter change the model's outputs, so tests can tell them apart.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    made: dict[tuple, Path] = {}
+
+    def make(rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0, scale: float = 1.0) -> Path:
+        key = (rank, targets, seed, scale)
+        if key not in made:
+            torch.manual_seed(seed)
+            model = AutoModelForCausalLM.from_pretrained(base_model.path, dtype=torch.float32)
+            config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
+            peft_model = get_peft_model(model, config)
+            with torch.no_grad():
+                for name, param in peft_model.named_parameters():
+                    if "lora_B" in name:
+                        param.mul_(scale)
+            out = tmp_path_factory.mktemp(f"adapter-r{rank}-s{seed}")
+            peft_model.save_pretrained(out)
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+@pytest.fixture
+def adapter_copy(make_adapter: Callable[..., Path], tmp_path: Path) -> Path:
+    """A private, writable copy of a small valid adapter, for tests that damage it."""
+    dest = tmp_path / "adapter"
+    shutil.copytree(make_adapter(), dest)
+    return dest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerHandle:
+    """The session's vLLM server and its registry; ``restart`` stops it and starts it again."""
+
+    def __init__(self, home: Path) -> None:
+        from serve.config import ServeConfig
+        from serve.registry import Registry
+
+        self.registry = Registry(home)
+        self.config = ServeConfig(port=free_port(), max_loras=4)
+        self.server = None
+
+    def start(self) -> None:
+        from serve.server import start_server
+
+        self.server = start_server(self.config, self.registry)
+
+    def restart(self) -> None:
+        self.server.stop()
+        self.start()
+
+    @property
+    def state(self):
+        return self.server.state
+
+    def openai(self):
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.state.url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory, base_model: BaseModel) -> Iterator[ServerHandle]:
+    """One real vLLM (CPU build) server for the whole test session, with its own registry."""
+    handle = ServerHandle(tmp_path_factory.mktemp("server-home"))
+    handle.start()
+    try:
+        yield handle
+    finally:
+        if handle.server is not None:
+            handle.server.stop()

@@ -1,0 +1,1 @@
+"""The agent's tools: a safe calculator and search."""
