@@ -1,0 +1,113 @@
+"""Serving against a real vLLM (CPU build) server, driven with the official openai client.
+
+One server for the session (see conftest.vllm_server); the restart test runs last in this module.
+"""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from lorastack.errors import AdapterRejected
+from serve.loading import load_adapter, unload_adapter
+
+pytestmark = pytest.mark.vllm
+
+PROMPT = [{"role": "user", "content": "Name a colour."}]
+
+
+def _chat(client, model: str) -> str:
+    response = client.chat.completions.create(model=model, messages=PROMPT, max_tokens=8, temperature=0)
+    return response.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def two_adapters(vllm_server, make_adapter, base_model, base_shapes):
+    registry = vllm_server.registry
+    for name, seed in (("alpha", 1), ("beta", 2)):
+        registry.register(name, make_adapter(seed=seed), base_model, base_shapes)
+        load_adapter(registry, name, vllm_server.state)
+    return vllm_server
+
+
+def test_models_lists_loaded_adapters_with_base_as_parent(two_adapters) -> None:
+    models = {m.id: m for m in two_adapters.openai().models.list().data}
+    base = two_adapters.state.base_name
+    assert set(models) == {base, "alpha", "beta"}
+    assert models["alpha"].parent == base and models["beta"].parent == base
+    assert models[base].parent is None
+
+
+def test_base_and_adapters_answer_differently(two_adapters) -> None:
+    client = two_adapters.openai()
+    answers = {model: _chat(client, model) for model in (two_adapters.state.base_name, "alpha", "beta")}
+    assert len(set(answers.values())) == 3, answers
+
+
+def test_unknown_adapter_gets_openai_404(two_adapters) -> None:
+    with pytest.raises(openai.NotFoundError) as missing:
+        _chat(two_adapters.openai(), "no-such-adapter")
+    assert missing.value.status_code == 404
+    assert "no-such-adapter" in str(missing.value.body)
+
+
+def test_runtime_load_then_unload(vllm_server, make_adapter, base_model, base_shapes) -> None:
+    registry, state, client = vllm_server.registry, vllm_server.state, vllm_server.openai()
+    registry.register("gamma", make_adapter(seed=3), base_model, base_shapes)
+
+    result = load_adapter(registry, "gamma", state)
+    assert result.live
+    assert "gamma" in {m.id for m in client.models.list().data}
+    assert _chat(client, "gamma")
+
+    assert unload_adapter(registry, "gamma", state) is True
+    assert "gamma" not in {m.id for m in client.models.list().data}
+    assert "gamma" not in {a.name for a in registry.loaded()}
+    with pytest.raises(openai.NotFoundError):
+        _chat(client, "gamma")
+
+
+def test_new_version_replaces_the_served_one(vllm_server, make_adapter, base_model, base_shapes) -> None:
+    registry, state, client = vllm_server.registry, vllm_server.state, vllm_server.openai()
+    registry.register("delta", make_adapter(seed=4), base_model, base_shapes)
+    load_adapter(registry, "delta", state)
+    first = _chat(client, "delta")
+    registry.register("delta", make_adapter(seed=5), base_model, base_shapes)
+
+    result = load_adapter(registry, "delta@v2", state)
+
+    assert result.replaced == 1
+    served = {m.id: m.root for m in client.models.list().data}
+    assert served["delta"] == str(registry.get("delta@v2").path)
+    assert _chat(client, "delta") != first
+    unload_adapter(registry, "delta", state)
+
+
+def test_failed_load_leaves_registry_and_server_as_they_were(vllm_server, make_adapter, base_model, base_shapes) -> None:
+    registry, state, client = vllm_server.registry, vllm_server.state, vllm_server.openai()
+    registry.register("wide", make_adapter(rank=32), base_model, base_shapes)  # server allows 16
+    served_before = {m.id for m in client.models.list().data}
+    loaded_before = [a.ref for a in registry.loaded()]
+
+    with pytest.raises(AdapterRejected, match="above the server's --max-lora-rank 16"):
+        load_adapter(registry, "wide", state)
+
+    assert {m.id for m in client.models.list().data} == served_before
+    assert [a.ref for a in registry.loaded()] == loaded_before
+
+
+def test_restart_restores_loaded_adapters(two_adapters, make_adapter, base_model, base_shapes) -> None:
+    server = two_adapters
+    registry = server.registry
+    # Marked while the server is down: loaded at the next start too.
+    server.server.stop()
+    registry.register("epsilon", make_adapter(seed=6), base_model, base_shapes)
+    assert not load_adapter(registry, "epsilon", None).live
+
+    server.start()
+
+    assert server.server.restore_errors == []
+    assert server.state.max_lora_rank == 32  # sized for the rank-32 adapter registered above
+    served = {m.id for m in server.openai().models.list().data}
+    assert {"alpha", "beta", "epsilon"} <= served
+    assert _chat(server.openai(), "epsilon")
