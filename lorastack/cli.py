@@ -12,6 +12,7 @@ import sys
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from lorastack import __version__
 from lorastack.errors import LorastackError
@@ -57,12 +58,16 @@ def main() -> None:
     try:
         app()
     except LorastackError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}" + (f" {exc.hint}" if exc.hint else ""), highlight=False)
+        _error(str(exc))
         sys.exit(exc.exit_code)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        err_console.print(f"[bold red]error:[/] {problems}", highlight=False)
+        _error("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
         sys.exit(2)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, never wrapped, never read as markup."""
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":

