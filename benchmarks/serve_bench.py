@@ -30,8 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def _burst(url: str, models: list[str], tokens: int) -> tuple[float, int]:
     """Send one request per entry of ``models`` at once; return wall seconds and completion tokens."""
-    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
-
     async def one(i: int, model: str) -> int:
         response = await client.chat.completions.create(
             model=model,
@@ -42,9 +40,10 @@ async def _burst(url: str, models: list[str], tokens: int) -> tuple[float, int]:
         )
         return response.usage.completion_tokens
 
-    start = time.perf_counter()
-    counts = await asyncio.gather(*(one(i, m) for i, m in enumerate(models)))
-    return time.perf_counter() - start, sum(counts)
+    async with AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600) as client:
+        start = time.perf_counter()
+        counts = await asyncio.gather(*(one(i, m) for i, m in enumerate(models)))
+        return time.perf_counter() - start, sum(counts)
 
 
 def main() -> None:

@@ -1,0 +1,90 @@
+"""Base model resolution and the vLLM command line, for the CPU and the CUDA build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lorastack.errors import LorastackError, NotFound
+from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
+from serve.config import ServeConfig
+from serve.engine import vllm_command
+
+
+def test_embedded_default_is_a_converted_hf_folder(base_model: BaseModel) -> None:
+    assert base_model.name == EMBEDDED_NAME
+    folder = Path(base_model.path)
+    assert (folder / "model.safetensors").is_file()
+    tokenizer = json.loads((folder / "tokenizer_config.json").read_text())
+    assert tokenizer["eos_token"] == "<|im_end|>"  # the GGUF conversion's eos is fixed
+    assert json.loads((folder / "config.json").read_text())["eos_token_id"] == 2
+    shapes = base_model.weight_shapes()
+    assert shapes["model.layers.0.self_attn.q_proj.weight"] == (576, 576)
+
+
+def test_local_folder_and_hub_id(tmp_path: Path) -> None:
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text("{}")
+    local = resolve_base_model(str(tmp_path / "my-model"))
+    assert (local.name, local.path, local.is_local) == ("my-model", str(tmp_path / "my-model"), True)
+
+    hub = resolve_base_model("Qwen/Qwen2.5-0.5B-Instruct")
+    assert (hub.name, hub.path, hub.is_local) == ("Qwen/Qwen2.5-0.5B-Instruct", "Qwen/Qwen2.5-0.5B-Instruct", False)
+
+
+def test_bad_base_model_paths(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="has no config.json"):
+        resolve_base_model(str(tmp_path))
+    with pytest.raises(NotFound, match="does not exist"):
+        resolve_base_model(str(tmp_path / "missing"))
+
+
+def test_hub_layout_unreachable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LorastackError, match="Could not read the weight layout of org/unreachable-model"):
+        BaseModel("org/unreachable-model", "org/unreachable-model", "hub").weight_shapes()
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", True),
+        ("/data/models/smollm2-135m-instruct/", True),
+        (EMBEDDED_NAME, True),
+        ("meta-llama/Llama-3.1-8B", False),
+        ("", False),
+    ],
+)
+def test_base_model_name_matching(base_model: BaseModel, other: str, expected: bool) -> None:
+    assert base_model.matches(other) is expected
+
+
+def test_cpu_command(base_model: BaseModel) -> None:
+    argv, env = vllm_command(ServeConfig(port=9000, max_loras=2), base_model, "cpu", 32)
+    joined = " ".join(argv)
+    assert "-m vllm.entrypoints.openai.api_server" in joined
+    assert f"--model {base_model.path} --served-model-name {EMBEDDED_NAME}" in joined
+    assert "--dtype float32" in joined and "--enable-lora" in joined
+    assert "--max-lora-rank 32 --max-loras 2" in joined
+    assert "--tensor-parallel-size" not in joined
+    assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+
+
+def test_cuda_command() -> None:
+    hub = BaseModel("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "hub")
+    config = ServeConfig(tensor_parallel_size=2, extra_args=["--enforce-eager"])
+    argv, env = vllm_command(config, hub, "cuda", 16)
+    joined = " ".join(argv)
+    assert "--dtype auto" in joined
+    assert "--tensor-parallel-size 2 --gpu-memory-utilization 0.9" in joined
+    assert argv[-1] == "--enforce-eager"
+    assert "VLLM_TARGET_DEVICE" not in env or env["VLLM_TARGET_DEVICE"] != "cpu"
+
+
+def test_config_cross_checks() -> None:
+    with pytest.raises(ValueError, match=r"max_cpu_loras \(2\) must be >= max_loras \(4\)"):
+        ServeConfig(max_cpu_loras=2, max_loras=4)
+    with pytest.raises(ValueError, match=r"max_lora_rank \(20\) must be one of"):
+        ServeConfig(max_lora_rank=20)
