@@ -42,6 +42,7 @@ def serve(
     gpu_memory_utilization: float = typer.Option(0.9, help=_doc("gpu_memory_utilization")),
     cpu_kv_cache_gib: int = typer.Option(1, help=_doc("cpu_kv_cache_gib")),
     chat_template: Optional[Path] = typer.Option(None, help=_doc("chat_template")),
+    tool_call_parser: Optional[str] = typer.Option(None, help=_doc("tool_call_parser")),
     startup_timeout: float = typer.Option(900, help=_doc("startup_timeout")),
     extra_args: Optional[list[str]] = typer.Argument(None, help="Further vLLM arguments, after --."),
 ) -> None:
@@ -50,7 +51,8 @@ def serve(
         base_model=base_model, host=host, port=port, device=device, max_lora_rank=max_lora_rank,
         max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_model_len=max_model_len, dtype=dtype,
         tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-        cpu_kv_cache_gib=cpu_kv_cache_gib, chat_template=chat_template, startup_timeout=startup_timeout,
+        cpu_kv_cache_gib=cpu_kv_cache_gib, chat_template=chat_template, tool_call_parser=tool_call_parser,
+        startup_timeout=startup_timeout,
         extra_args=extra_args or [],
     )  # fmt: skip
     # SIGTERM ends the server the way Ctrl-C does: through the finally below.

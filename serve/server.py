@@ -12,7 +12,7 @@ from pathlib import Path
 from lorastack.errors import LorastackError, ServerError
 from lorastack.models import resolve_base_model
 from serve.config import ServeConfig, fitting_rank
-from serve.engine import VLLMProcess, pick_device, port_in_use, vllm_command
+from serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
 from serve.loading import restore_loaded
 from serve.registry import Registry
 from serve.state import ServerState, current_server, state_path, write_state
@@ -65,7 +65,8 @@ def start_server(
         )
     base = resolve_base_model(config.base_model, say)
     max_rank = config.max_lora_rank or fitting_rank([a.card["rank"] for a in registry.list()])
-    argv, env = vllm_command(config, base, device, max_rank)
+    tool_parser = effective_tool_parser(config, base)
+    argv, env = vllm_command(config, base, device, max_rank, tool_parser)
     process = VLLMProcess(argv, env, config.url, registry.home / "logs" / f"vllm-{config.port}.log")
     say(f"Starting vLLM ({device}) on {base.name}, max LoRA rank {max_rank}...")
     process.start()
@@ -80,6 +81,7 @@ def start_server(
             device=device,
             max_lora_rank=max_rank,
             max_loras=config.max_loras,
+            tool_call_parser=tool_parser,
         )
         write_state(state_path(registry.home), state)
         errors = restore_loaded(registry, state, say)

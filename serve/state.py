@@ -30,6 +30,7 @@ class ServerState:
     device: str
     max_lora_rank: int
     max_loras: int
+    tool_call_parser: str | None = None
 
     @property
     def base(self) -> BaseModel:

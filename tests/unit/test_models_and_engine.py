@@ -10,7 +10,8 @@ import pytest
 from lorastack.errors import LorastackError, NotFound
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
 from serve.config import ServeConfig
-from serve.engine import vllm_command
+from lorastack.templates import TOOLS_TEMPLATE
+from serve.engine import effective_tool_parser, vllm_command
 
 
 def test_embedded_default_is_a_converted_hf_folder(base_model: BaseModel) -> None:
@@ -62,8 +63,11 @@ def test_base_model_name_matching(base_model: BaseModel, other: str, expected: b
 
 
 def test_cpu_command(base_model: BaseModel) -> None:
-    argv, env = vllm_command(ServeConfig(port=9000, max_loras=2), base_model, "cpu", 32)
+    config = ServeConfig(port=9000, max_loras=2)
+    argv, env = vllm_command(config, base_model, "cpu", 32, effective_tool_parser(config, base_model))
     joined = " ".join(argv)
+    assert f"--chat-template {TOOLS_TEMPLATE}" in joined  # the embedded model gets the tools template
+    assert "--enable-auto-tool-choice --tool-call-parser hermes" in joined
     assert "-m vllm.entrypoints.openai.api_server" in joined
     assert f"--model {base_model.path} --served-model-name {EMBEDDED_NAME}" in joined
     assert "--dtype float32" in joined and "--enable-lora" in joined
@@ -75,12 +79,19 @@ def test_cpu_command(base_model: BaseModel) -> None:
 def test_cuda_command() -> None:
     hub = BaseModel("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "hub")
     config = ServeConfig(tensor_parallel_size=2, extra_args=["--enforce-eager"])
-    argv, env = vllm_command(config, hub, "cuda", 16)
+    argv, env = vllm_command(config, hub, "cuda", 16, effective_tool_parser(config, hub))
     joined = " ".join(argv)
+    assert "--chat-template" not in joined and "--tool-call-parser" not in joined
     assert "--dtype auto" in joined
     assert "--tensor-parallel-size 2 --gpu-memory-utilization 0.9" in joined
     assert argv[-1] == "--enforce-eager"
     assert "VLLM_TARGET_DEVICE" not in env or env["VLLM_TARGET_DEVICE"] != "cpu"
+
+
+@pytest.mark.parametrize(("given", "embedded", "expected"), [(None, True, "hermes"), ("none", True, None), (None, False, None), ("llama3_json", False, "llama3_json")])
+def test_tool_parser_choice(given, embedded: bool, expected, base_model: BaseModel) -> None:
+    base = base_model if embedded else BaseModel("org/other", "org/other", "hub")
+    assert effective_tool_parser(ServeConfig(tool_call_parser=given), base) == expected
 
 
 def test_config_cross_checks() -> None:

@@ -1,0 +1,186 @@
+"""Agent control flow, driven by a scripted chat model (a fake below the agent loop under test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import ToolException, tool
+
+from agent.prompts import MALFORMED_TOOL_CALL
+from agent.react import ReActChatModel
+from agent.runner import run_agent
+
+
+class ScriptedChatModel(BaseChatModel):
+    """Replies from a script, one message per call, and records what each call was given."""
+
+    script: list[Any]
+    calls: list[list[BaseMessage]] = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        self.calls.append(list(messages))
+        reply = self.script.pop(0)
+        message = reply if isinstance(reply, AIMessage) else AIMessage(reply)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def call(name: str, args: dict, id: str = "c1") -> AIMessage:
+    return AIMessage("", tool_calls=[{"type": "tool_call", "id": id, "name": name, "args": args}])
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+def lookup(query: str) -> str:
+    """Look a fact up."""
+    if query == "broken":
+        raise ToolException("The index is empty. Run: lorastack index DIR")
+    return f"fact about {query}"
+
+
+lookup.handle_tool_error = True
+TOOLS = [add, lookup]
+
+
+def test_tool_call_observation_answer() -> None:
+    model = ScriptedChatModel(script=[call("add", {"a": 2, "b": 40}), "The sum is 42."], calls=[])
+
+    result = run_agent("What is 2 + 40?", model, TOOLS)
+
+    assert result.answer == "The sum is 42."
+    assert [(s.kind, s.tool, s.text, s.ok) for s in result.steps] == [
+        ("tool_call", "add", "a=2, b=40", True),
+        ("observation", "add", "42", True),
+        ("answer", None, "The sum is 42.", True),
+    ]
+    assert result.model_calls == 2 and result.stopped is None
+    second = model.calls[1]
+    assert isinstance(second[0], SystemMessage)
+    assert isinstance(second[-1], ToolMessage) and second[-1].content == "42"
+    assert result.model_seconds > 0 and result.tool_seconds >= 0
+
+
+def test_tool_error_is_an_observation_and_the_agent_recovers() -> None:
+    model = ScriptedChatModel(
+        script=[call("lookup", {"query": "broken"}), call("lookup", {"query": "paris"}, "c2"), "Paris."], calls=[]
+    )
+
+    result = run_agent("Where?", model, TOOLS)
+
+    observations = [s for s in result.steps if s.kind == "observation"]
+    assert observations[0].ok is False and "Run: lorastack index DIR" in observations[0].text
+    assert observations[1].ok is True and observations[1].text == "fact about paris"
+    assert result.answer == "Paris."
+
+
+def test_step_limit_stops_the_loop() -> None:
+    model = ScriptedChatModel(script=[call("add", {"a": 1, "b": i}, f"c{i}") for i in range(10)], calls=[])
+
+    result = run_agent("Loop forever", model, TOOLS, max_steps=3)
+
+    assert result.stopped == "steps"
+    assert result.model_calls == 3 and len(model.calls) == 3
+    assert len(result.tool_calls) == 3
+    assert "Stopped: reached 3 model calls" in result.answer
+
+
+def test_time_limit_stops_before_calling_the_model() -> None:
+    model = ScriptedChatModel(script=["never"], calls=[])
+    result = run_agent("Hi", model, TOOLS, timeout=0)
+    assert result.stopped == "time" and model.calls == []
+
+
+def test_unparsed_tool_call_text_is_sent_back_for_a_retry() -> None:
+    broken = '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": }\n</tool_call>'
+    model = ScriptedChatModel(script=[broken, call("add", {"a": 1, "b": 2}), "3"], calls=[])
+
+    result = run_agent("1+2?", model, TOOLS)
+
+    assert result.answer == "3"
+    assert [s.kind for s in result.steps] == ["tool_call", "retry", "tool_call", "observation", "answer"]
+    assert result.steps[0].ok is False
+    correction = model.calls[1][-1]
+    assert isinstance(correction, HumanMessage) and correction.content == MALFORMED_TOOL_CALL
+
+
+def test_invalid_tool_call_arguments_get_an_error_observation() -> None:
+    invalid = AIMessage(
+        "", invalid_tool_calls=[{"type": "invalid_tool_call", "id": "bad1", "name": "add", "args": "{a:", "error": "json"}]
+    )
+    model = ScriptedChatModel(script=[invalid, "I could not add them."], calls=[])
+
+    result = run_agent("1+2?", model, TOOLS)
+
+    assert result.steps[0].kind == "tool_call" and result.steps[0].ok is False
+    error = model.calls[1][-1]
+    assert isinstance(error, ToolMessage) and error.status == "error" and "malformed" in error.content
+    assert result.answer == "I could not add them."
+
+
+def test_unknown_tool_is_reported_to_the_model() -> None:
+    model = ScriptedChatModel(script=[call("weather", {"city": "Oslo"}), "I cannot check the weather."], calls=[])
+
+    result = run_agent("Weather?", model, TOOLS)
+
+    assert result.steps[0].ok is False
+    observation = result.steps[1]
+    assert observation.kind == "observation" and observation.ok is False
+    assert "weather" in observation.text and "add" in observation.text  # names the tools that exist
+
+
+def test_history_carries_over() -> None:
+    model = ScriptedChatModel(script=["Hello Ada.", "Your name is Ada."], calls=[])
+    first = run_agent("I am Ada.", model, TOOLS)
+    second = run_agent("What is my name?", model, TOOLS, history=first.messages)
+    assert second.answer == "Your name is Ada."
+    assert any(m.content == "I am Ada." for m in model.calls[1])
+
+
+# -- the text ReAct mode ----------------------------------------------------------------------------
+
+
+def test_react_round_trip_through_the_agent_loop() -> None:
+    inner = ScriptedChatModel(
+        script=[
+            'Thought: I need to add.\nAction: add\nAction Input: {"a": 20, "b": 22}',
+            "Thought: I know it.\nFinal Answer: 42",
+        ],
+        calls=[],
+    )
+
+    result = run_agent("What is 20 + 22?", ReActChatModel(inner=inner), TOOLS)
+
+    assert result.answer == "42"
+    assert [(s.kind, s.tool, s.text) for s in result.steps][:2] == [("tool_call", "add", "a=20, b=22"), ("observation", "add", "42")]
+    prompt = inner.calls[1]
+    assert "Action Input: the tool's arguments as a JSON object" in prompt[0].content
+    assert "- add: Add two integers." in prompt[0].content
+    assert isinstance(prompt[-1], HumanMessage) and prompt[-1].content == "Observation: 42"
+    assert 'Action: add\nAction Input: {"a": 20, "b": 22}' in prompt[-2].content
+
+
+def test_react_parsing() -> None:
+    model = ReActChatModel(inner=ScriptedChatModel(script=[], calls=[])).bind_tools(TOOLS)
+
+    bare = model.parse("Action: lookup\nAction Input: capital of Peru")
+    assert bare.tool_calls[0]["name"] == "lookup" and bare.tool_calls[0]["args"] == {"query": "capital of Peru"}
+
+    assert model.parse("Final Answer: Lima").content == "Lima"
+    assert model.parse("Lima is the capital.").content == "Lima is the capital."
+
+    broken = model.parse("Action: add\nAction Input: two and three")
+    assert broken.tool_calls == [] and broken.invalid_tool_calls[0]["name"] == "add"
