@@ -1,43 +1,129 @@
-"""``lorastack ask``: a question to the served model.
+"""``lorastack ask`` and ``lorastack chat``: the agent from the command line.
 
-TODO(agent issue): this asks the model directly; the LangChain agent with calculator and search tools
-replaces it.
+With no server running, both start a temporary one on the embedded default model (about half a minute
+on a CPU) and stop it when they end; run ``lorastack serve`` in another terminal to keep one warm.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from serve.server import running_server
+from agent.config import AgentConfig
+from agent.runner import AgentResult, Step
+from agent.session import ask as ask_agent
+from agent.session import build_tools, open_endpoint
 
 console = Console()
+err = Console(stderr=True)
+
+
+def _doc(field: str) -> str:
+    return AgentConfig.model_fields[field].description or ""
+
+
+def _config(**options) -> AgentConfig:
+    return AgentConfig(**{k: v for k, v in options.items() if v is not None})
+
+
+def _print_step(step: Step) -> None:
+    if step.kind == "tool_call":
+        mark = "" if step.ok else " [red](malformed)[/]"
+        console.print(f"[cyan]→ {step.tool or '?'}[/]({step.text}){mark}", highlight=False)
+    elif step.kind == "observation":
+        style = "dim" if step.ok else "red"
+        text = step.text if len(step.text) <= 400 else step.text[:400] + " …"
+        console.print("  " + text, style=style, highlight=False, markup=False)
+    elif step.kind == "retry":
+        console.print(f"[yellow]↻ {step.text}[/]")
+
+
+def _report(question: str, model: str, result: AgentResult) -> dict:
+    return {
+        "question": question,
+        "answer": result.answer,
+        "model": model,
+        "steps": [{"kind": s.kind, "tool": s.tool, "text": s.text, "ok": s.ok} for s in result.steps],
+        "stopped": result.stopped,
+        "model_calls": result.model_calls,
+        "seconds": round(result.seconds, 3),
+        "model_seconds": round(result.model_seconds, 3),
+        "tool_seconds": round(result.tool_seconds, 3),
+    }
 
 
 def ask(
     question: str = typer.Argument(..., help="The question."),
-    adapter: Optional[str] = typer.Option(None, help="Adapter to answer with (its registered name); default: base."),
-    max_tokens: int = typer.Option(256, help="Longest answer, in tokens."),
+    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
+    steps: bool = typer.Option(True, "--steps/--no-steps", help="Show tool calls and observations as they happen."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, steps, timings) for scripts."),
+    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
+    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
+    model: Optional[str] = typer.Option(None, help=_doc("model")),
+    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
+    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
+    timeout: Optional[float] = typer.Option(None, help=_doc("timeout")),
+    max_tokens: Optional[int] = typer.Option(None, help=_doc("max_tokens")),
+    search: Optional[str] = typer.Option(None, help=_doc("search")),
+    index: Optional[Path] = typer.Option(None, help=_doc("index")),
 ) -> None:
-    """Ask the served model a question. Starts a temporary server if none is running."""
-    from openai import OpenAI
+    """Ask the agent a question; it may use the calculator and search before it answers."""
+    config = _config(
+        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
+        max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
+    )  # fmt: skip
+    tools = build_tools(config)
+    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+        on_step = _print_step if steps and not as_json else None
+        result = ask_agent(question, endpoint, config, tools, on_step=on_step)
+    if as_json:
+        typer.echo(json.dumps(_report(question, endpoint.model, result)))
+        return
+    console.print(result.answer, highlight=False, markup=False)
 
-    with running_server(progress=lambda msg: console.print(msg, style="dim")) as server:
-        client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
-        stream = client.chat.completions.create(
-            model=adapter or server.base_name,
-            messages=[{"role": "user", "content": question}],
-            max_tokens=max_tokens,
-            temperature=0,
-            stream=True,
-        )
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                console.print(chunk.choices[0].delta.content, end="", highlight=False, markup=False)
-        console.print()
+
+def chat(
+    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
+    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
+    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
+    model: Optional[str] = typer.Option(None, help=_doc("model")),
+    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
+    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
+    search: Optional[str] = typer.Option(None, help=_doc("search")),
+    index: Optional[Path] = typer.Option(None, help=_doc("index")),
+) -> None:
+    """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
+    config = _config(
+        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
+        max_steps=max_steps, search=search, index=index,
+    )  # fmt: skip
+    tools = build_tools(config)
+    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+        console.print(f"Chatting with [bold]{endpoint.model}[/]. /reset forgets, /exit ends.")
+        history: list = []
+        while True:
+            try:
+                question = console.input("[bold green]> [/]").strip()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                break
+            if question in ("/exit", "/quit"):
+                break
+            if question == "/reset":
+                history = []
+                console.print("(forgotten)", style="dim")
+                continue
+            if not question:
+                continue
+            result = ask_agent(question, endpoint, config, tools, history=history, on_step=_print_step)
+            history = result.messages
+            console.print(result.answer, highlight=False, markup=False)
 
 
 def add_commands(app: typer.Typer) -> None:
     app.command()(ask)
+    app.command()(chat)

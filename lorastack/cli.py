@@ -45,9 +45,11 @@ def _register() -> None:
     # Each room adds its own commands; imported here so that `lorastack --help` stays one place.
     from agent.cli import add_commands as add_agent_commands
     from serve.cli import add_commands as add_serve_commands
+    from tools.cli import add_commands as add_tools_commands
 
     add_serve_commands(app)
     add_agent_commands(app)
+    add_tools_commands(app)
 
 
 _register()

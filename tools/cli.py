@@ -1,0 +1,88 @@
+"""``lorastack index`` and ``lorastack search``: build the local search index, and search by hand."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tools.search.config import SearchConfig
+
+console = Console()
+
+
+class Backend(str, Enum):
+    web = "web"
+    local = "local"
+
+
+def _doc(field: str) -> str:
+    return SearchConfig.model_fields[field].description or ""
+
+
+def _default(field: str):  # noqa: ANN202
+    return SearchConfig.model_fields[field].default
+
+
+def index(
+    folder: Path = typer.Argument(..., help="Folder of documents (.txt, .md, .rst, .html), read recursively."),
+    index_path: Optional[Path] = typer.Option(None, "--index", help=_doc("index_dir")),
+    remove: bool = typer.Option(False, "--remove", help="Drop FOLDER's documents from the index instead."),
+) -> None:
+    """Index a folder of documents for local search. A re-run reads only new and changed files."""
+    from tools.search.local_index import LocalIndex
+
+    local = LocalIndex(SearchConfig(index_dir=index_path).index_path)
+    if remove:
+        report = local.remove_folder(folder)
+        _say(f"Removed {report.folder} from the index at {report.index}: {report.removed} files left it, "
+             f"{report.total_chunks} chunks remain.")  # fmt: skip
+        return
+    report = local.update(folder)
+    skipped = f", {report.skipped} skipped" if report.skipped else ""
+    _say(
+        f"Indexed {report.folder} into {report.index}: {report.added} added, {report.updated} updated, "
+        f"{report.removed} removed, {report.unchanged} unchanged{skipped}; {report.chunks} chunks "
+        f"({report.total_chunks} in the index)."
+    )
+    if report.chunks == 0:
+        _say("No text found there: the index reads .txt, .md, .markdown, .rst, .html and .htm files.")
+    else:
+        _say('Search it with: lorastack search "QUERY" --backend local')
+
+
+def search(
+    query: str = typer.Argument(..., help="What to search for: a few keywords."),
+    backend: Backend = typer.Option(Backend(_default("backend")), help=_doc("backend")),
+    index_path: Optional[Path] = typer.Option(None, "--index", help=_doc("index_dir")),
+    max_results: int = typer.Option(
+        _default("max_results"), "-n", "--max-results", min=1, max=10, help=_doc("max_results")
+    ),
+    timeout: float = typer.Option(_default("timeout"), help=_doc("timeout")),
+) -> None:
+    """Search the web or your local index, as the agent's search tool does."""
+    from tools.search.tool import search as run_search
+
+    config = SearchConfig(
+        backend=backend.value, index_dir=index_path, max_results=max_results, timeout=timeout,
+        total_timeout=max(timeout, _default("total_timeout")),
+    )  # fmt: skip
+    results = run_search(query, config)
+    if not results:
+        _say(f"No results for {query!r}.")
+    for i, result in enumerate(results, 1):
+        console.print(f"{i}. {result.title}", style="bold", markup=False, highlight=False)
+        _say(f"   {result.snippet}")
+        console.print(f"   {result.path or result.source}", style="dim", markup=False, highlight=False)
+
+
+def _say(text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command()(index)
+    app.command()(search)
