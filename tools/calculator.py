@@ -552,7 +552,9 @@ def _rounded(value: Number) -> Decimal:
 
 
 def _render(d: Decimal) -> str:
-    text = format(d, "f") if -7 < d.adjusted() < 16 else format(d, "e")
+    # Fixed notation only where it invents no digits: a rounded 1.12589990684e+15 must not read 1125899906840000.
+    fixed = -7 < d.adjusted() and (d.as_tuple().exponent <= 0 or d.adjusted() < SIGNIFICANT_DIGITS)
+    text = format(d, "f") if fixed else format(d, "e")
     return "0" if text in ("-0", "0") else text
 
 
@@ -580,7 +582,7 @@ def _calculator(expression: Annotated[str, Field(description="One math expressio
     Accepts numbers, + - * / ** (or ^), //, parentheses, constants pi e tau, and functions sqrt cbrt exp
     ln log(x) log(x, base) log10 log2, sin cos tan asin acos atan atan2 sinh cosh tanh (radians), degrees
     radians, floor ceil round(x, digits) abs min max, factorial gcd lcm comb perm hypot.
-    Percent: 15% of 80 = 12, 80 * 15% = 12, 200 + 10% = 220. A % followed by a number is the remainder:
+    Percent: 15% of 80 = 12, 80 * 15% = 12, 200 + 10% = 220. A % with a number after it is the remainder:
     17 % 5 = 2 (or 17 mod 5). No variables, units or text; no thousands separators (write 1234567).
     Examples: "(3 + 4) * 2^10", "sqrt(2) / 2", "15% of 80".
     """
