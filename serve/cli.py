@@ -55,8 +55,10 @@ def serve(
         startup_timeout=startup_timeout,
         extra_args=extra_args or [],
     )  # fmt: skip
-    # SIGTERM ends the server the way Ctrl-C does: through the finally below.
+    # SIGTERM ends the server the way Ctrl-C does: through the finally below. SIGINT is set too, since a
+    # shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     server = start_server(config, progress=console.print)
     try:

@@ -21,6 +21,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from lorastack.errors import AdapterRejected, NotFound
 from lorastack.models import BaseModel
@@ -28,7 +29,9 @@ from lorastack.paths import home_dir
 from serve.gate import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
 
 CARD_FILE = "card.json"
-_COPIED = (CONFIG_FILE, WEIGHTS_FILE, "README.md")
+TRAINING_CARD = "training_card.json"
+"""Written by lorastack train next to the weights; folded into the registry card as "training"."""
+_COPIED = (CONFIG_FILE, WEIGHTS_FILE, "README.md", TRAINING_CARD)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS adapters (
@@ -61,15 +64,33 @@ class AdapterVersion:
         return f"{self.name}@v{self.version}"
 
 
+def _update(digest: Any, path: Path) -> None:
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    _update(digest, path)
+    return digest.hexdigest()
+
+
 def adapter_sha256(folder: Path) -> str:
     """One digest over the adapter's config and weights, in a fixed order."""
     digest = hashlib.sha256()
     for file_name in (CONFIG_FILE, WEIGHTS_FILE):
         digest.update(file_name.encode() + b"\0")
-        with (folder / file_name).open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        _update(digest, folder / file_name)
     return digest.hexdigest()
+
+
+def _training_card(folder: Path) -> dict | None:
+    try:
+        card = json.loads((folder / TRAINING_CARD).read_text())
+    except (OSError, ValueError):
+        return None  # optional: adapters from elsewhere have none, and a damaged one is not fatal
+    return card if isinstance(card, dict) else None
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
@@ -209,6 +230,9 @@ class Registry:
                 "source": str(source.resolve()),
                 "sha256": sha,
             }
+            training = _training_card(staging)
+            if training is not None:
+                card["training"] = training
             with self._connect() as db:
                 row = db.execute("SELECT MAX(version) FROM adapters WHERE name = ?", (name,)).fetchone()
                 version = (row[0] or 0) + 1

@@ -17,10 +17,10 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.vllm
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+def _cli(home: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, LORASTACK_HOME=str(home))
     return subprocess.run(
-        [sys.executable, "-m", "lorastack.cli", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "lorastack.cli", *args], capture_output=True, text=True, timeout=300, env=env, input=stdin
     )
 
 
@@ -43,6 +43,13 @@ def test_serve_ask_load_and_ctrl_c(tmp_path: Path, make_adapter) -> None:
         answer = _cli(home, "ask", "What is the capital of France?", "--max-tokens", "16")
         assert answer.returncode == 0, answer.stderr
         assert "Paris" in answer.stdout
+
+        as_json = json.loads(_cli(home, "ask", "What is 2 + 2?", "--json", "--max-tokens", "16").stdout)
+        assert as_json["model"] == "SmolLM2-135M-Instruct" and as_json["answer"] and as_json["model_calls"] >= 1
+
+        chat = _cli(home, "chat", "--max-steps", "2", stdin="Hello, my name is Ada.\n/reset\nHi\n/exit\n")
+        assert chat.returncode == 0, chat.stderr
+        assert "Chatting with SmolLM2-135M-Instruct" in chat.stdout and "(forgotten)" in chat.stdout
 
         registered = _cli(home, "adapters", "register", "tuned", str(make_adapter()))
         assert "Registered tuned@v1" in registered.stdout, registered.stderr
