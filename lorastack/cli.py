@@ -44,9 +44,11 @@ def _root(
 def _register() -> None:
     # Each room adds its own commands; imported here so that `lorastack --help` stays one place.
     from agent.cli import add_commands as add_agent_commands
+    from finetune.cli import add_commands as add_finetune_commands
     from serve.cli import add_commands as add_serve_commands
     from tools.cli import add_commands as add_tools_commands
 
+    add_finetune_commands(app)
     add_serve_commands(app)
     add_agent_commands(app)
     add_tools_commands(app)

@@ -1,0 +1,177 @@
+"""Training backends: Unsloth (CUDA), peft + bitsandbytes (CUDA), and CPU LoRA/QLoRA.
+
+Each returns a PEFT model ready to train and its tokenizer. The choice is automatic, printed with its
+reason, and can be forced with ``backend:``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.config import TrainConfig
+from lorastack.errors import LorastackError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``auto`` resolved to on this machine, and why."""
+
+    backend: str
+    quantization: str
+    compute_dtype: str
+    optimizer: str
+    gradient_checkpointing: bool
+    reason: str
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.backend != "cpu"
+
+
+def _cuda() -> tuple[bool, bool]:
+    import torch
+
+    available = torch.cuda.is_available()
+    return available, available and torch.cuda.is_bf16_supported()
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve(config: TrainConfig) -> Plan:
+    """Turn the config's ``auto`` values into concrete choices for this machine."""
+    cuda, bf16 = _cuda()
+    backend = config.backend
+    if backend == "auto":
+        if not cuda:
+            backend, reason = "cpu", "no CUDA GPU: LoRA on the CPU with float32 compute"
+        elif _has("unsloth") and config.quantization != "int8":
+            backend, reason = "unsloth", "CUDA and Unsloth are available (fastest, least memory)"
+        else:
+            backend = "peft"
+            reason = "CUDA without Unsloth: peft + bitsandbytes (pip install 'lorastack[unsloth]' for more speed)"
+    else:
+        reason = "chosen in the config"
+        if backend in ("unsloth", "peft") and not cuda:
+            raise LorastackError(f"backend {backend} needs a CUDA GPU and none is visible.", "Use backend: cpu (or auto).")
+        if backend == "unsloth" and not _has("unsloth"):
+            raise LorastackError("backend unsloth: Unsloth is not installed.", "pip install 'lorastack[unsloth]', or use backend: peft.")
+    quantization = config.quantization
+    if quantization == "auto":
+        quantization = "nf4" if backend != "cpu" else "none"
+    if quantization in ("nf4", "int8") and not _has("bitsandbytes"):
+        raise LorastackError(f"quantization {quantization} needs bitsandbytes.", "pip install bitsandbytes, or quantization: none.")
+    dtype = config.compute_dtype
+    if dtype == "auto":
+        dtype = "float32" if backend == "cpu" else ("bfloat16" if bf16 else "float16")
+    optimizer = config.training.optimizer
+    if optimizer == "auto":
+        optimizer = "adamw_torch" if backend == "cpu" else "paged_adamw_8bit"
+    checkpointing = config.training.gradient_checkpointing
+    gradient_checkpointing = checkpointing == "on" or (checkpointing == "auto" and backend != "cpu")
+    return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason)
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def _target_modules(config: TrainConfig) -> list[str] | str:
+    targets = config.lora.target_modules
+    if targets == "all-linear":
+        return targets
+    return list(targets)
+
+
+def _lora_config(config: TrainConfig, targets: list[str] | str) -> Any:
+    from peft import LoraConfig
+
+    lora = config.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        use_rslora=lora.use_rslora,
+        init_lora_weights=True if lora.init == "default" else lora.init,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int) -> tuple[Any, Any]:
+    """The PEFT model to train and its tokenizer, loaded the way ``plan`` says."""
+    if plan.backend == "unsloth":
+        return _load_unsloth(config, plan, model_path, max_length)
+    import torch
+    from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    dtype = _torch_dtype(plan.compute_dtype)
+    quant = None
+    if plan.quantization == "nf4":
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=config.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    elif plan.quantization == "int8":
+        quant = BitsAndBytesConfig(load_in_8bit=True)
+    device_map = {"": torch.cuda.current_device()} if plan.on_gpu else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation="sdpa"
+    )
+    if quant is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.gradient_checkpointing)
+    elif plan.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, _lora_config(config, _target_modules(config)))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    return model, tokenizer
+
+
+_ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _load_unsloth(config: TrainConfig, plan: Plan, model_path: str, max_length: int) -> tuple[Any, Any]:
+    if "transformers" in sys.modules and "unsloth" not in sys.modules:
+        logger.warning("transformers was imported before Unsloth; Unsloth patches fewer kernels then")
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_path,
+        max_seq_length=max_length,
+        load_in_4bit=plan.quantization == "nf4",
+        dtype=_torch_dtype(plan.compute_dtype),
+    )
+    targets = _target_modules(config)
+    lora = config.lora
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        # Unsloth takes module names; all-linear on a decoder means the seven projections.
+        target_modules=_ALL_LINEAR if targets == "all-linear" else targets,
+        use_rslora=lora.use_rslora,
+        init_lora_weights=True if lora.init == "default" else lora.init,
+        bias="none",
+        use_gradient_checkpointing="unsloth" if plan.gradient_checkpointing else False,
+        random_state=config.training.seed,
+        max_seq_length=max_length,
+    )
+    return model, tokenizer

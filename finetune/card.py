@@ -1,0 +1,80 @@
+"""The adapter card: what an adapter was trained from and how, next to its weights.
+
+``card.json`` is for programs (the registry folds it into its own card as ``training``); ``README.md``
+is the same for people.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from finetune.backends import Plan
+from finetune.config import TrainConfig
+from lorastack import __version__
+from lorastack.models import BaseModel
+from serve.registry import TRAINING_CARD, file_sha256
+
+
+
+def _base_revision(base: BaseModel) -> str | None:
+    """A commit for hub models, the weights' content hash for local folders (None if unknown)."""
+    if base.is_local:
+        weights = sorted(Path(base.path).glob("*.safetensors"))
+        return f"sha256:{file_sha256(weights[0])[:16]}" if len(weights) == 1 else None
+    try:
+        from huggingface_hub import model_info
+
+        return model_info(base.path).sha
+    except Exception:  # offline, gated, or renamed: the card records what it can
+        return None
+
+
+def write_card(
+    adapter_dir: Path,
+    *,
+    config: TrainConfig,
+    base: BaseModel,
+    plan: Plan,
+    metrics: dict[str, Any],
+    data_hash: str,
+    template_hash: str,
+    data_stats: Any,
+    loss_curve: Path | None,
+) -> dict[str, Any]:
+    card = {
+        "base_model": base.name,
+        "base_model_path": base.path,
+        "base_model_source": base.source,
+        "base_model_revision": _base_revision(base),
+        "data_sha256": data_hash,
+        "data": str(data_stats),
+        "chat_template_sha256": template_hash,
+        "backend": plan.backend,
+        "quantization": plan.quantization,
+        "compute_dtype": plan.compute_dtype,
+        "optimizer": plan.optimizer,
+        "config": json.loads(config.model_dump_json()),
+        "metrics": metrics,
+        "loss_curve": str(loss_curve) if loss_curve else None,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "lorastack_version": __version__,
+    }
+    (adapter_dir / TRAINING_CARD).write_text(json.dumps(card, indent=2) + "\n")
+    lines = [
+        f"# LoRA adapter for {base.name}",
+        "",
+        f"Trained with lorastack {__version__} ({plan.backend} backend, base weights {plan.quantization}, "
+        f"compute {plan.compute_dtype}).",
+        "",
+        f"- LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, targets {config.lora.target_modules}",
+        f"- Data: {data_stats} (sha256 {data_hash[:16]})",
+        f"- Chat template sha256: {template_hash[:16]}",
+        *[f"- {k}: {v}" for k, v in metrics.items()],
+        "",
+        f"Serve it: `lorastack adapters register NAME {adapter_dir}` then `lorastack adapters load NAME`.",
+    ]
+    (adapter_dir / "README.md").write_text("\n".join(lines) + "\n")
+    return card

@@ -1,0 +1,89 @@
+"""``lorastack train``, ``lorastack plan`` and ``lorastack export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finetune.config import field_docs, load_train_config
+
+console = Console()
+
+
+def _fields_help() -> str:
+    rows = "\n\n".join(f"{name} (default {default}): {doc}" for name, default, doc in field_docs())
+    return f"Config fields (YAML keys; override any with KEY=VALUE, e.g. lora.r=32):\n\n{rows}"
+
+
+def train(
+    config: Optional[Path] = typer.Argument(None, help="A YAML recipe (see finetune/recipes/)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe, e.g. training.max_steps=50."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
+    register: Optional[str] = typer.Option(None, "--register", help="Register the trained adapter under this name."),
+    load: bool = typer.Option(False, "--load", help="Also hot-load it into the running server (needs --register)."),
+) -> None:
+    """Train a LoRA/QLoRA adapter from a recipe; the adapter and its card land in output_dir/adapter."""
+    from finetune.trainer import train as run
+
+    if load and not register:
+        raise typer.BadParameter("--load needs --register NAME")
+    settings = load_train_config(config, overrides or [])
+    result = run(settings, console, resume=resume)
+    console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
+    if register:
+        from serve.loading import load_adapter
+        from serve.registry import Registry
+        from serve.state import current_server
+
+        registry = Registry()
+        adapter = registry.register(register, result.adapter_dir, result.base, result.base.weight_shapes())
+        console.print(f"Registered {adapter.ref}.")
+        if load:
+            loaded = load_adapter(registry, adapter.ref, current_server(registry.home))
+            console.print(f"Loaded {adapter.ref}." if loaded.live else "No server is running: it loads at the next start.")
+
+
+train.__doc__ = f"{train.__doc__}\n\n{_fields_help()}"
+
+
+def plan(
+    config: Optional[Path] = typer.Argument(None, help="A YAML recipe."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe."),
+    gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
+) -> None:
+    """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
+    from finetune.plan_config import plan_for
+
+    settings = load_train_config(config, overrides or [])
+    estimate, largest = plan_for(settings, gpu_memory)
+    table = Table("part", "GiB", "note")
+    for name, gib, note in estimate.rows():
+        table.add_row(name, f"{gib:.2f}", note)
+    console.print(table)
+    console.print(estimate.summary)
+    console.print(f"Largest batch_size that fits {gpu_memory:g} GiB: {largest}")
+
+
+def export(
+    adapter: str = typer.Argument(..., help="An adapter folder, or a registered NAME / NAME@vN."),
+    out: Path = typer.Option(..., "--out", help="Folder for the merged model."),
+    merge: bool = typer.Option(True, "--merge/--no-merge", help="Merge the adapter into the base weights (the only mode now)."),
+    base_model: Optional[str] = typer.Option(None, help="Base model (default: the one the adapter was trained on)."),
+) -> None:
+    """Write a merged model: base weights + adapter folded in, servable without LoRA."""
+    from finetune.export import export_merged
+
+    if not merge:
+        raise typer.BadParameter("only --merge is supported")
+    path = export_merged(adapter, out, base_model, progress=console.print)
+    console.print(f"Merged model written to [bold]{path}[/].")
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(plan)
+    app.command()(export)

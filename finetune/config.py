@@ -1,0 +1,154 @@
+"""The one typed config of ``lorastack train``: a YAML recipe plus ``key=value`` overrides.
+
+Field docstrings are the documentation: ``lorastack train --help`` lists them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from finetune.data import DataConfig
+from lorastack.errors import LorastackError, NotFound
+
+_STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")
+
+
+class LoraSettings(BaseModel):
+    model_config = _STRICT
+
+    r: int = Field(16, ge=1, le=512)
+    """LoRA rank: higher learns more and costs more memory (vLLM serves up to 512)."""
+    alpha: float = Field(32, gt=0)
+    """LoRA scale numerator (the update is scaled by alpha/r, or alpha/sqrt(r) with rslora)."""
+    dropout: float = Field(0.0, ge=0, lt=1)
+    """Dropout on the LoRA input (0 is fastest; Unsloth is fastest at 0)."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Module name suffixes to adapt (e.g. [q_proj, v_proj]) or all-linear (every linear layer but the output head)."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA: scale by alpha/sqrt(r), which keeps high ranks stable."""
+    init: Literal["default", "gaussian", "pissa", "olora"] = "default"
+    """Initialisation of the LoRA weights (peft's init_lora_weights): default zeroes B."""
+
+
+class TrainingSettings(BaseModel):
+    model_config = _STRICT
+
+    epochs: float = Field(1.0, gt=0)
+    """Passes over the training data (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Optimizer steps to run (-1 = as many as the epochs take)."""
+    batch_size: int = Field(4, ge=1)
+    """Sequences per step per device."""
+    grad_accum: int = Field(1, ge=1)
+    """Gradient accumulation steps: the effective batch is batch_size x grad_accum x devices."""
+    learning_rate: float = Field(2e-4, gt=0)
+    """Peak learning rate."""
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up."""
+    weight_decay: float = Field(0.0, ge=0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(1.0, gt=0)
+    """Gradient clipping norm."""
+    optimizer: Literal["auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"] = "auto"
+    """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
+    gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
+    """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
+    logging_steps: int = Field(10, ge=1)
+    """Log loss and tokens/s every N steps."""
+    eval_steps: int = 50
+    """Evaluate on the eval split every N steps (-1 = only at the end)."""
+    save_steps: int = Field(100, ge=1)
+    """Write a checkpoint every N steps (what --resume continues from)."""
+    save_total_limit: int = Field(2, ge=1)
+    """Checkpoints to keep."""
+    seed: int = 42
+    """Random seed (data order, LoRA init, eval split)."""
+    report_to: list[Literal["tensorboard", "wandb"]] = []
+    """Also log to TensorBoard and/or Weights & Biases (their packages must be installed)."""
+
+
+class TrainConfig(BaseModel):
+    model_config = _STRICT
+
+    base_model: str | None = None
+    """Base model: a Hugging Face hub id, a local folder, or unset for the embedded SmolLM2-135M-Instruct."""
+    backend: Literal["auto", "unsloth", "peft", "cpu"] = "auto"
+    """auto: Unsloth when CUDA and Unsloth are present, else peft (+ bitsandbytes for QLoRA) on CUDA, else CPU."""
+    quantization: Literal["auto", "nf4", "int8", "none"] = "auto"
+    """Base weights: nf4 (QLoRA, 4-bit NormalFloat), int8, or none (16/32-bit LoRA). auto: nf4 on CUDA, none on CPU."""
+    double_quant: bool = True
+    """QLoRA double quantization: quantize the 4-bit scales too (about 0.4 bit per weight saved)."""
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Compute dtype: auto is bfloat16 on GPUs that have it, float32 on CPU (bf16 is 8-25x slower without bf16 hardware)."""
+    output_dir: Path = Path("runs/adapter")
+    """Run folder: checkpoints/, the final adapter/ with its card, loss_curve.png."""
+    data: DataConfig
+    """Training data (see the data.* fields)."""
+    lora: LoraSettings = LoraSettings()
+    """LoRA settings (see the lora.* fields)."""
+    training: TrainingSettings = TrainingSettings()
+    """Optimisation settings (see the training.* fields)."""
+
+    @model_validator(mode="after")
+    def _backend_fits_quantization(self) -> TrainConfig:
+        if self.backend == "unsloth" and self.quantization == "int8":
+            raise ValueError("backend unsloth does not train int8 bases: use quantization nf4 or none")
+        return self
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``lora.r=32``-style overrides on a raw config dict. Values are read as YAML (numbers, lists, ...)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LorastackError(f"Override {item!r} is not KEY=VALUE.", "Write e.g. lora.r=32 or training.max_steps=100.")
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise LorastackError(f"Override {item!r}: {part} is not a section.", "See lorastack train --help.")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (or nothing) and apply overrides; errors name the file and the field."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise NotFound(f"Config file {path} does not exist.", "See the recipes in finetune/recipes/.")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise LorastackError(f"{path} is not valid YAML: {exc}".replace("\n", " "), "Fix the file.") from None
+        if not isinstance(raw, dict):
+            raise LorastackError(f"{path} must hold a mapping of settings.", "See the recipes in finetune/recipes/.")
+    raw = apply_overrides(raw, list(overrides))
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        where = f" in {path}" if path else ""
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
+        raise LorastackError(f"Invalid training config{where}: {problems}.", "See lorastack train --help.") from None
+
+
+def field_docs(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, docstring) for every leaf field: the text of ``lorastack train --help``."""
+    rows = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows += field_docs(annotation, f"{prefix}{name}.")
+            continue
+        default = "required" if field.is_required() else repr(field.default)
+        rows.append((f"{prefix}{name}", default, field.description or ""))
+    return rows

@@ -1,0 +1,65 @@
+"""``lorastack export --merge``: fold an adapter into its base model's weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from lorastack.errors import AlreadyExists
+from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
+from lorastack.templates import TOOLS_TEMPLATE
+from serve.gate import CONFIG_FILE, inspect_adapter
+
+
+def _adapter_folder(ref: str) -> Path:
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return path
+    from serve.registry import Registry
+
+    return Registry().get(ref).path
+
+
+def _base_for(adapter_dir: Path, base_model: str | None, progress: Callable[[str], None] | None) -> BaseModel:
+    """``--base-model`` if given, else what the adapter was trained on (a folder, a hub id, or the embedded one)."""
+    if base_model is not None:
+        return resolve_base_model(base_model, progress)
+    recorded = json.loads((adapter_dir / CONFIG_FILE).read_text()).get("base_model_name_or_path") or ""
+    if recorded and Path(recorded).is_dir():
+        return resolve_base_model(recorded, progress)
+    if not recorded or BaseModel(EMBEDDED_NAME, EMBEDDED_NAME, "").matches(recorded):
+        return resolve_base_model(None, progress)
+    return resolve_base_model(recorded, progress)
+
+
+def export_merged(
+    ref: str, out: Path, base_model: str | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """Merge adapter ``ref`` (a folder or a registered name) into its base model; write the result to ``out``."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if out.exists() and any(out.iterdir()):
+        raise AlreadyExists(f"{out} is not empty.", "Choose a new --out folder.")
+    adapter_dir = _adapter_folder(ref)
+    inspect_adapter(adapter_dir)  # the same gate as serving: LoRA, safetensors, readable
+    base = _base_for(adapter_dir, base_model, progress)
+    say = progress or (lambda _msg: None)
+    say(f"Merging {adapter_dir} into {base.name}...")
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    if base.name == EMBEDDED_NAME:
+        # Served on its own, the merged model should speak the tool format it was trained in.
+        tokenizer.chat_template = TOOLS_TEMPLATE.read_text()
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    merged.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    if out.exists():
+        out.rmdir()
+    partial.rename(out)
+    return out

@@ -1,0 +1,94 @@
+"""What a training run shows and keeps: a progress bar with loss and tokens/s, and the loss curve."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback
+
+
+class TokenCounter:
+    """Wraps a data collator and counts the non-padding tokens it hands to the model."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self.tokens = 0
+
+    def __call__(self, features: list[dict]) -> dict:
+        batch = self.collator(features)
+        mask = batch.get("attention_mask")
+        self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return batch
+
+
+class RichProgress(TrainerCallback):
+    """One progress bar for the run: step, loss, eval loss, non-padding tokens/s."""
+
+    def __init__(self, console: Console, counter: TokenCounter) -> None:
+        self.console, self.counter = console, counter
+        self.progress: Progress | None = None
+        self.task = None
+        self.started = 0.0
+        self.tokens_at_start = 0
+        self.tokens_per_second = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(
+            TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console,
+        )  # fmt: skip
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, stats="")
+        self.progress.start()
+        self.started = time.perf_counter()
+        self.tokens_at_start = self.counter.tokens
+
+    def on_step_end(self, args, state, control, **kwargs):
+        elapsed = time.perf_counter() - self.started
+        self.tokens_per_second = (self.counter.tokens - self.tokens_at_start) / max(elapsed, 1e-9)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs:
+            return
+        parts = []
+        if "loss" in logs:
+            parts.append(f"loss {logs['loss']:.4f}")
+        if "eval_loss" in logs:
+            parts.append(f"eval {logs['eval_loss']:.4f}")
+        parts.append(f"{self.tokens_per_second:,.0f} tok/s")
+        self.progress.update(self.task, stats="  ".join(parts))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def plot_loss_curve(log_history: list[dict], path: Path) -> Path | None:
+    """Train (and eval) loss against steps, as a PNG. None if nothing was logged."""
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    if not train and not evals:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,177 @@
+"""One training run: data -> model -> transformers' Trainer -> adapter folder with its card.
+
+Run folder layout (``output_dir``)::
+
+    checkpoints/checkpoint-N/   what --resume continues from
+    adapter/                    the PEFT adapter, card.json, README.md (what you register and serve)
+    loss_curve.png
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from finetune.backends import Plan, load_model, resolve
+from finetune.card import write_card
+from finetune.config import TrainConfig
+from finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
+from finetune.progress import RichProgress, TokenCounter, plot_loss_curve
+from lorastack.errors import LorastackError
+from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
+from lorastack.templates import TOOLS_TEMPLATE
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    base: BaseModel
+    plan: Plan
+    metrics: dict[str, Any]
+
+
+def chat_template_for(config: TrainConfig, base: BaseModel) -> str | None:
+    """The template training renders with: the one the server will use for this base model."""
+    if config.data.chat_template is not None:
+        return config.data.chat_template.read_text()
+    if base.name == EMBEDDED_NAME:
+        return TOOLS_TEMPLATE.read_text()
+    return None  # the tokenizer's own
+
+
+def _existing_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
+    from transformers import TrainingArguments
+
+    t = config.training
+    eval_every = t.eval_steps if t.eval_steps > 0 else None
+    return TrainingArguments(
+        output_dir=str(config.output_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=plan.optimizer,
+        bf16=plan.compute_dtype == "bfloat16" and plan.on_gpu,
+        fp16=plan.compute_dtype == "float16" and plan.on_gpu,
+        use_cpu=not plan.on_gpu,
+        # The backends set up checkpointing themselves (Unsloth its own offloaded variant).
+        gradient_checkpointing=False,
+        logging_steps=t.logging_steps,
+        eval_strategy=("steps" if eval_every else "no") if has_eval else "no",
+        eval_steps=eval_every,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        report_to=list(t.report_to) or "none",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainResult:
+    """Run ``config``. With ``resume``, continue from the run folder's last checkpoint."""
+    out = config.output_dir
+    checkpoints = out / "checkpoints"
+    last = _existing_checkpoint(checkpoints)
+    if resume and last is None:
+        raise LorastackError(f"--resume: no checkpoint in {checkpoints}.", "Start the run without --resume.")
+    if not resume and last is not None:
+        raise LorastackError(
+            f"{out} already holds checkpoints of an earlier run ({Path(last).name}).",
+            "Continue it with --resume, or set output_dir to a new folder.",
+        )
+    plan = resolve(config)
+    console.print(
+        f"Backend [bold]{plan.backend}[/] ({plan.reason}); base weights {plan.quantization}, "
+        f"compute {plan.compute_dtype}, optimizer {plan.optimizer}, "
+        f"gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}.",
+        highlight=False,
+    )
+    stats = validate(config.data)  # every row checked before anything is loaded or written
+    base = resolve_base_model(config.base_model, console.print)
+    template = chat_template_for(config, base)
+    model, tokenizer = load_model(config, plan, base.path, config.data.max_length)
+    train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
+    console.print(f"Data: {data_report}", highlight=False)
+    collator, collate_reason = make_collator(config.data, tokenizer, getattr(model.config, "_attn_implementation", None))
+    counter = TokenCounter(collator)
+    console.print(f"Batching: {collate_reason}", highlight=False)
+
+    from transformers import Trainer
+
+    if plan.on_gpu:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    progress = RichProgress(console, counter)
+    trainer = Trainer(
+        model=model,
+        args=_training_arguments(config, plan, eval_set is not None),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=counter,
+        callbacks=[progress],
+    )
+    if resume:
+        console.print(f"Resuming from {Path(last).name}.")
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last if resume else None)
+    seconds = time.perf_counter() - started
+    metrics: dict[str, Any] = {
+        "train_loss": round(output.training_loss, 4),
+        "steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(counter.tokens / seconds, 1) if seconds else None,
+        "non_padding_tokens": counter.tokens,
+    }
+    if eval_set is not None:
+        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+    metrics.update(_peak_memory(plan))
+
+    adapter_dir = out / "adapter"
+    model.save_pretrained(adapter_dir)
+    curve = plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
+    write_card(
+        adapter_dir,
+        config=config,
+        base=base,
+        plan=plan,
+        metrics=metrics,
+        data_hash=data_fingerprint(config.data),
+        template_hash=template_fingerprint(template or getattr(tokenizer, "chat_template", "") or ""),
+        data_stats=stats,
+        loss_curve=curve,
+    )
+    return TrainResult(adapter_dir, base, plan, metrics)
+
+
+def _peak_memory(plan: Plan) -> dict[str, float]:
+    if plan.on_gpu:
+        import torch
+
+        return {"peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+    # ru_maxrss is KiB on Linux.
+    return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
