@@ -14,9 +14,6 @@ import typer
 from rich.console import Console
 
 from agent.config import AgentConfig
-from agent.runner import AgentResult, Step
-from agent.session import ask as ask_agent
-from agent.session import build_tools, open_endpoint
 
 console = Console()
 err = Console(stderr=True)
@@ -30,7 +27,7 @@ def _config(**options) -> AgentConfig:
     return AgentConfig(**{k: v for k, v in options.items() if v is not None})
 
 
-def _print_step(step: Step) -> None:
+def _print_step(step) -> None:  # agent.runner.Step
     if step.kind == "tool_call":
         mark = "" if step.ok else " [red](malformed)[/]"
         console.print(f"[cyan]→ {step.tool or '?'}[/]({step.text}){mark}", highlight=False)
@@ -42,7 +39,7 @@ def _print_step(step: Step) -> None:
         console.print(f"[yellow]↻ {step.text}[/]")
 
 
-def _report(question: str, model: str, result: AgentResult) -> dict:
+def _report(question: str, model: str, result) -> dict:  # agent.runner.AgentResult
     return {
         "question": question,
         "answer": result.answer,
@@ -72,6 +69,9 @@ def ask(
     index: Optional[Path] = typer.Option(None, help=_doc("index")),
 ) -> None:
     """Ask the agent a question; it may use the calculator and search before it answers."""
+    from agent.session import ask as ask_agent
+    from agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
+
     config = _config(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
@@ -97,6 +97,9 @@ def chat(
     index: Optional[Path] = typer.Option(None, help=_doc("index")),
 ) -> None:
     """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
+    from agent.session import ask as ask_agent
+    from agent.session import build_tools, open_endpoint
+
     config = _config(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, search=search, index=index,

@@ -35,6 +35,7 @@ class RichProgress(TrainerCallback):
         self.started = 0.0
         self.tokens_at_start = 0
         self.tokens_per_second = 0.0
+        self.marks: list[tuple[float, int]] = []  # (time, tokens) at each step end
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(
@@ -47,10 +48,18 @@ class RichProgress(TrainerCallback):
         self.tokens_at_start = self.counter.tokens
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.marks.append((time.perf_counter(), self.counter.tokens))
         elapsed = time.perf_counter() - self.started
         self.tokens_per_second = (self.counter.tokens - self.tokens_at_start) / max(elapsed, 1e-9)
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step)
+
+    def steady_tokens_per_second(self, warmup: int = 3) -> float | None:
+        """Median tokens/s of single steps after ``warmup`` steps (compilation, allocator growth), as the
+        GPU probe measures it; None for runs too short to tell."""
+        steps = zip(self.marks[warmup:], self.marks[warmup + 1 :])
+        rates = sorted((n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in steps if t1 > t0)
+        return rates[len(rates) // 2] if rates else None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.progress is None or not logs:

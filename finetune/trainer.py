@@ -115,7 +115,9 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     model, tokenizer = load_model(config, plan, base.path, config.data.max_length)
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
     console.print(f"Data: {data_report}", highlight=False)
-    collator, collate_reason = make_collator(config.data, tokenizer, getattr(model.config, "_attn_implementation", None))
+    # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
+    attention = None if plan.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
+    collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter(collator)
     console.print(f"Batching: {collate_reason}", highlight=False)
 
@@ -145,6 +147,7 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         "train_seconds": round(seconds, 1),
         "tokens_per_second": round(counter.tokens / seconds, 1) if seconds else None,
         "non_padding_tokens": counter.tokens,
+        "steady_tokens_per_second": _rounded(progress.steady_tokens_per_second()),
     }
     if eval_set is not None:
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
@@ -165,6 +168,10 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         loss_curve=curve,
     )
     return TrainResult(adapter_dir, base, plan, metrics)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _peak_memory(plan: Plan) -> dict[str, float]:

@@ -1,0 +1,40 @@
+"""From a training config to the memory planner's shapes (``lorastack plan``)."""
+
+from __future__ import annotations
+
+from finetune.backends import _has
+from finetune.config import TrainConfig
+from finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
+from lorastack.models import EMBEDDED_NAME, resolve_base_model
+
+
+def run_shape(config: TrainConfig) -> RunShape:
+    """The run as it would go on a CUDA GPU: ``auto`` values resolved the way the trainer resolves them there."""
+    backend = config.backend
+    if backend in ("auto", "cpu"):
+        backend = "unsloth" if backend == "auto" and _has("unsloth") and config.quantization != "int8" else "peft"
+    quantization = "nf4" if config.quantization == "auto" else config.quantization
+    dtype = "bfloat16" if config.compute_dtype == "auto" else config.compute_dtype
+    optimizer = "paged_adamw_8bit" if config.training.optimizer == "auto" else config.training.optimizer
+    return RunShape(
+        batch_size=config.training.batch_size,
+        seq_len=config.data.max_length,
+        lora_r=config.lora.r,
+        target_modules=config.lora.target_modules,
+        quantization=quantization,
+        double_quant=config.double_quant,
+        dtype=dtype,
+        optimizer=optimizer,
+        gradient_checkpointing=config.training.gradient_checkpointing != "off",
+        backend=backend,
+    )
+
+
+def plan_for(config: TrainConfig, gpu_gib: float) -> tuple[MemoryPlan, int]:
+    """Peak-memory estimate for ``config`` and the largest batch size that fits ``gpu_gib``."""
+    if config.base_model in (None, EMBEDDED_NAME):
+        model = ModelShape.from_pretrained(resolve_base_model(None).path)
+    else:
+        model = ModelShape.from_pretrained(config.base_model)
+    run = run_shape(config)
+    return estimate_memory(model, run), largest_batch(model, run, int(gpu_gib * 2**30))
