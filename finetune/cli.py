@@ -19,6 +19,13 @@ def _fields_help() -> str:
     return f"Config fields (YAML keys; override any with KEY=VALUE, e.g. lora.r=32):\n\n{rows}"
 
 
+def _split(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
+    """`lorastack train key=value ...` without a recipe: the first override lands in the config slot."""
+    if config is not None and "=" in str(config) and not config.exists():
+        return None, [str(config), *(overrides or [])]
+    return config, list(overrides or [])
+
+
 def train(
     config: Optional[Path] = typer.Argument(None, help="A YAML recipe (see finetune/recipes/)."),
     overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe, e.g. training.max_steps=50."),
@@ -31,7 +38,7 @@ def train(
 
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
-    settings = load_train_config(config, overrides or [])
+    settings = load_train_config(*_split(config, overrides))
     result = run(settings, console, resume=resume)
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
     if register:
@@ -58,7 +65,7 @@ def plan(
     """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
     from finetune.plan_config import plan_for
 
-    settings = load_train_config(config, overrides or [])
+    settings = load_train_config(*_split(config, overrides))
     estimate, largest = plan_for(settings, gpu_memory)
     table = Table("part", "GiB", "note")
     for name, gib, note in estimate.rows():

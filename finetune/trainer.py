@@ -36,6 +36,9 @@ class TrainResult:
     base: BaseModel
     plan: Plan
     metrics: dict[str, Any]
+    log_history: list[dict]
+    model: Any = None
+    """The trained PEFT model, still in memory (for callers that go on using it)."""
 
 
 def chat_template_for(config: TrainConfig, base: BaseModel) -> str | None:
@@ -167,7 +170,7 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         data_stats=stats,
         loss_curve=curve,
     )
-    return TrainResult(adapter_dir, base, plan, metrics)
+    return TrainResult(adapter_dir, base, plan, metrics, trainer.state.log_history, model)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -10,7 +10,7 @@ sizes=${1:-"1b 8b"}; modes=${2:-"unsloth qlora lora16"}
 bench=${BENCH_DIR:-.gpu}; out=${OUT:-/tmp}/train_bench.jsonl
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PROBE_TOKENIZER=$bench/tok HF_HUB_OFFLINE=1
 if ! python -c "import unsloth, bitsandbytes" 2>/dev/null; then
-    pip install -q --no-deps "$bench"/wheels/*.whl 2>&1 | tail -2
+    python -m pip install --no-deps --root-user-action=ignore "$bench"/wheels/*.whl 2>&1 | grep -iE "error|Successfully" | tail -5
 fi
 python benchmarks/gpu/make_data.py /tmp/bench-fixed.jsonl 256 fixed
 python benchmarks/gpu/make_data.py /tmp/bench-mixed.jsonl 512 mixed
@@ -18,11 +18,12 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 declare -A backend=([unsloth]="backend=unsloth quantization=nf4" [qlora]="backend=peft quantization=nf4" [lora16]="backend=peft quantization=none")
 for size in $sizes; do
   for mode in $modes; do
-    probe=$(timeout 400 python "$bench"/gpu_train_probe.py "$mode" "$size" 2>/dev/null | tail -1)
+    probe=$(timeout 400 python "$bench"/gpu_train_probe.py "$mode" "$size" 2>/tmp/probe-$mode-$size.err | tail -1)
+    [ -n "$probe" ] || tail -5 /tmp/probe-$mode-$size.err
     echo "{\"kind\": \"probe\", \"result\": ${probe:-null}}" | tee -a "$out"
     rm -rf /tmp/lorastack-bench
     # Unsloth must be imported before transformers: it patches the model classes at import.
-    pre=""; [ "$mode" = unsloth ] && pre="import unsloth;"
+    pre="pass;"; [ "$mode" = unsloth ] && pre="import unsloth;"
     timeout 400 python -c "${pre} from lorastack.cli import main; main()" train benchmarks/gpu/train_bench.yaml \
         base_model=/tmp/rand-$size ${backend[$mode]} > /tmp/train-$mode-$size.log 2>&1
     card=/tmp/lorastack-bench/adapter/training_card.json

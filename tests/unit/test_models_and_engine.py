@@ -43,7 +43,11 @@ def test_bad_base_model_paths(tmp_path: Path) -> None:
 
 
 def test_hub_layout_unreachable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Read once at import: once huggingface_hub is loaded the variable alone no longer counts.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(LorastackError, match="Could not read the weight layout of org/unreachable-model"):
         BaseModel("org/unreachable-model", "org/unreachable-model", "hub").weight_shapes()
 

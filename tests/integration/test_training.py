@@ -1,0 +1,152 @@
+"""Real training steps on the embedded model on the CPU: what trains, what stays frozen, resume, merge."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from safetensors.torch import load_file
+
+from finetune.config import load_train_config
+from finetune.export import export_merged
+from finetune.trainer import train
+from lorastack.errors import LorastackError
+from serve.gate import check_compatible, inspect_adapter
+from serve.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data" / "tool_chat.jsonl"
+TINY = [
+    f"data.path={DATA}", "data.max_length=384", "data.eval_fraction=0",
+    "lora.r=4", "lora.target_modules=[q_proj, v_proj]",
+    "training.batch_size=2", "training.learning_rate=3e-3", "training.logging_steps=1", "training.lr_scheduler=constant",
+]  # fmt: skip
+
+
+def tiny_config(out: Path, *extra: str):
+    return load_train_config(None, [*TINY, f"output_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, base_model):
+    out = tmp_path_factory.mktemp("run")
+    return train(tiny_config(out, "training.max_steps=8"), Console(quiet=True))
+
+
+def test_base_frozen_adapter_moved_loss_down(trained, base_model) -> None:
+    model = trained.model
+    base_weights = load_file(Path(base_model.path) / "model.safetensors")
+    lora_b = []
+    for name, param in model.named_parameters():
+        if "lora_" in name:
+            assert param.requires_grad, name
+            if "lora_B" in name:
+                lora_b.append(param)
+        else:
+            assert not param.requires_grad, name
+    # Frozen means unchanged: compare a trained-through layer with the weights on disk.
+    q = model.base_model.model.model.layers[3].self_attn.q_proj.base_layer.weight
+    assert torch.equal(q.detach().to(base_weights["model.layers.3.self_attn.q_proj.weight"].dtype),
+                       base_weights["model.layers.3.self_attn.q_proj.weight"])  # fmt: skip
+    assert all(b.abs().sum() > 0 for b in lora_b)  # B starts at zero: any non-zero value was learned
+    losses = [h["loss"] for h in trained.log_history if "loss" in h]
+    assert len(losses) == 8 and sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_output_is_a_registrable_adapter_with_card(trained, base_model, base_shapes) -> None:
+    adapter = trained.adapter_dir
+    assert {"adapter_config.json", "adapter_model.safetensors", "training_card.json", "README.md"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    assert (adapter.parent / "loss_curve.png").stat().st_size > 1000
+    check_compatible(inspect_adapter(adapter), base_model, base_shapes)
+    registered = Registry().register("trained", adapter, base_model, base_shapes)
+    training = registered.card["training"]
+    assert training["base_model"] == base_model.name and training["metrics"]["steps"] == 8
+    assert len(training["data_sha256"]) == 64 and len(training["chat_template_sha256"]) == 64
+
+
+def test_merge_gives_the_adapted_model(trained, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    merged_dir = export_merged(str(trained.adapter_dir), tmp_path / "merged")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    ids = torch.tensor([[1, 504, 3458, 282, 4649, 314]])
+    trained.model.eval()
+    with torch.no_grad():
+        expected = trained.model(input_ids=ids).logits
+        actual = merged(input_ids=ids).logits
+    assert (expected - actual).abs().max() < 1e-3
+    with pytest.raises(LorastackError, match="is not empty"):
+        export_merged(str(trained.adapter_dir), merged_dir)
+
+
+def test_malformed_row_names_file_and_line_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(DATA.read_text().splitlines()[0] + "\n" + '{"messages": [{"role": "bot", "content": "hi"}]}\n')
+    out = tmp_path / "run"
+    with pytest.raises(LorastackError, match=r"bad\.jsonl:2"):
+        train(tiny_config(out, f"data.path={bad}", "training.max_steps=1"), Console(quiet=True))
+    assert not out.exists()
+
+
+def test_existing_run_is_not_overwritten(trained) -> None:
+    config = tiny_config(trained.adapter_dir.parent, "training.max_steps=8", "training.save_steps=4")
+    (trained.adapter_dir.parent / "checkpoints" / "checkpoint-4").mkdir(parents=True, exist_ok=True)
+    (trained.adapter_dir.parent / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    with pytest.raises(LorastackError, match="already holds checkpoints"):
+        train(config, Console(quiet=True))
+
+
+def test_kill_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lorastack.cli", "train", *TINY, f"output_dir={out}", "training.max_steps=6",
+            "training.save_steps=2"]  # fmt: skip
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, COLUMNS="200"))
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint finish writing
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (out / "adapter").exists()
+
+    again = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600,
+                           env=dict(os.environ, COLUMNS="200"))  # fmt: skip
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Resuming from checkpoint-" in again.stdout
+    import json
+
+    card = json.loads((out / "adapter" / "training_card.json").read_text())
+    assert card["metrics"]["steps"] == 6
+
+
+def test_every_shipped_recipe_loads() -> None:
+    recipes = sorted((ROOT / "finetune" / "recipes").rglob("*.yaml")) + sorted((ROOT / "benchmarks").rglob("*.yaml"))
+    assert len(recipes) >= 3
+    for recipe in recipes:
+        assert load_train_config(recipe).lora.r >= 1, recipe
+
+
+def test_bad_override_and_unknown_field() -> None:
+    with pytest.raises(LorastackError, match="is not KEY=VALUE"):
+        load_train_config(None, ["lora.r"])
+    with pytest.raises(LorastackError, match="lora.rank: Extra inputs are not permitted"):
+        load_train_config(None, [f"data.path={DATA}", "lora.rank=8"])
+
+
+@pytest.mark.gpu
+def test_unsloth_backend_trains_on_cuda(tmp_path: Path) -> None:
+    """Run on the lent GPU: two QLoRA steps with the Unsloth backend on the embedded model."""
+    result = train(tiny_config(tmp_path / "run", "backend=unsloth", "training.max_steps=2"), Console(quiet=True))
+    assert result.plan.backend == "unsloth" and result.metrics["peak_gpu_memory_gib"] > 0
