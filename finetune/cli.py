@@ -90,7 +90,25 @@ def export(
     console.print(f"Merged model written to [bold]{path}[/].")
 
 
+data = typer.Typer(help="Make training data.", no_args_is_help=True)
+
+
+@data.command()
+def synth(
+    out_dir: Path = typer.Argument(..., help="Folder for train.jsonl, eval.jsonl, corpus_train/ and corpus_eval/."),
+    train_rows: int = typer.Option(2000, "--train", help="Training conversations."),
+    eval_items: int = typer.Option(200, "--eval", help="Held-out eval questions (other templates, numbers, facts)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed writes the same files."),
+) -> None:
+    """Generate tool-use training data (calculator, search over an invented corpus, no tool) and a held-out eval set."""
+    from finetune.synth import main as synthesize
+
+    report = synthesize(out_dir, train=train_rows, eval=eval_items, seed=seed)
+    console.print(str(report), highlight=False)
+
+
 def add_commands(app: typer.Typer) -> None:
+    app.add_typer(data, name="data")
     app.command()(train)
     app.command()(plan)
     app.command()(export)

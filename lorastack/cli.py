@@ -38,7 +38,11 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what lorastack does (to stderr)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # The level goes on the handler too: some libraries (bm25s) set their own loggers to DEBUG.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 def _register() -> None:
