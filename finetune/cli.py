@@ -34,11 +34,11 @@ def train(
     load: bool = typer.Option(False, "--load", help="Also hot-load it into the running server (needs --register)."),
 ) -> None:
     """Train a LoRA/QLoRA adapter from a recipe; the adapter and its card land in output_dir/adapter."""
-    from finetune.trainer import train as run
-
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
     settings = load_train_config(*_split(config, overrides))
+    from finetune.trainer import train as run  # torch and transformers: only once the config is sound
+
     result = run(settings, console, resume=resume)
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
     if register:

@@ -92,3 +92,9 @@ def test_vllm_missing_is_one_line(tmp_path) -> None:
     env = dict(os.environ, PYTHONPATH=str(shadow))
     line = _one_line_error(_lorastack("serve", env=env))
     assert "vLLM is not installed" in line and "lorastack[cpu]" in line
+
+
+def test_bad_training_config_is_one_line() -> None:
+    """Checked before torch loads: no library warnings in front of the error."""
+    line = _one_line_error(_lorastack("train", "lora.r=8"))
+    assert "Invalid training config: data: Field required" in line
