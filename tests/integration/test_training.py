@@ -145,8 +145,35 @@ def test_bad_override_and_unknown_field() -> None:
         load_train_config(None, [f"data.path={DATA}", "lora.rank=8"])
 
 
+def _random_llama(folder: Path) -> Path:
+    """A small random-init Llama with the embedded model's tokenizer (LORASTACK_TEST_TOKENIZER elsewhere)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    source = os.environ.get("LORASTACK_TEST_TOKENIZER")
+    if source is None:
+        from lorastack.models import resolve_base_model
+
+        source = resolve_base_model(None).path
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = LlamaConfig(hidden_size=256, intermediate_size=768, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=2048)  # fmt: skip
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.gpu
-def test_unsloth_backend_trains_on_cuda(tmp_path: Path) -> None:
-    """Run on the lent GPU: two QLoRA steps with the Unsloth backend on the embedded model."""
-    result = train(tiny_config(tmp_path / "run", "backend=unsloth", "training.max_steps=2"), Console(quiet=True))
-    assert result.plan.backend == "unsloth" and result.metrics["peak_gpu_memory_gib"] > 0
+@pytest.mark.parametrize(("backend", "quantization"), [("unsloth", "nf4"), ("peft", "nf4"), ("peft", "none")])
+def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str) -> None:
+    """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend; the adapter passes the gate."""
+    if backend == "unsloth":
+        pytest.importorskip("unsloth")
+    model = _random_llama(tmp_path / "model")
+    config = tiny_config(
+        tmp_path / "run", f"base_model={model}", f"backend={backend}", f"quantization={quantization}",
+        f"data.chat_template={ROOT / 'lorastack' / 'templates' / 'chatml_tools.jinja'}", "training.max_steps=3",
+    )  # fmt: skip
+    result = train(config, Console(quiet=True))
+    assert result.plan.backend == backend and result.plan.quantization == quantization
+    assert result.metrics["peak_gpu_memory_gib"] > 0 and result.metrics["steps"] == 3
+    inspect_adapter(result.adapter_dir)
