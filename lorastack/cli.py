@@ -48,6 +48,7 @@ def _root(
 def _register() -> None:
     # Each room adds its own commands; imported here so that `lorastack --help` stays one place.
     from agent.cli import add_commands as add_agent_commands
+    from agent.eval_cli import add_commands as add_eval_commands
     from finetune.cli import add_commands as add_finetune_commands
     from serve.cli import add_commands as add_serve_commands
     from tools.cli import add_commands as add_tools_commands
@@ -55,6 +56,7 @@ def _register() -> None:
     add_finetune_commands(app)
     add_serve_commands(app)
     add_agent_commands(app)
+    add_eval_commands(app)
     add_tools_commands(app)
 
 

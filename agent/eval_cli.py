@@ -1,0 +1,127 @@
+"""``lorastack eval``: the agent's accuracy on a JSONL set of questions with known answers.
+
+    lorastack data synth data/ --eval 50
+    lorastack eval data/eval.jsonl --adapter my-adapter --corpus data/corpus_eval --compare BASE --chart acc.png
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from agent.config import AgentConfig
+from lorastack.errors import LorastackError
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _doc(field: str) -> str:
+    return AgentConfig.model_fields[field].description or ""
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _table(reports) -> Table:  # list[agent.evaluate.EvalReport]
+    table = Table(title=f"Agent evaluation ({len(reports[0].results)} items)")
+    table.add_column("")
+    for report in reports:
+        table.add_column(report.model, justify="right")
+    kinds = list(dict.fromkeys(k for r in reports for k in r.per_kind()))
+    counts = {k: sum(1 for r in reports[0].results if r.item.kind == k) for k in kinds}
+    table.add_row("accuracy", *(f"[bold]{_percent(r.accuracy)}[/]" for r in reports))
+    for kind in kinds:
+        table.add_row(f"  {kind} ({counts[kind]})", *(_percent(r.per_kind().get(kind)) for r in reports))
+    table.add_row("valid tool calls", *(f"{_percent(r.valid_tool_calls)} of {r.tool_call_count}" for r in reports))
+    table.add_row("mean steps", *(f"{r.mean_steps:.2f}" for r in reports))
+    table.add_row("latency mean / median", *(f"{r.mean_seconds:.2f} / {r.median_seconds:.2f} s" for r in reports))
+    return table
+
+
+def eval_command(
+    eval_file: Path = typer.Argument(..., help="JSONL eval set: one {question, answer, tolerance?, kind?} a line."),
+    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
+    model: Optional[str] = typer.Option(None, help=_doc("model")),
+    compare: Optional[str] = typer.Option(None, help="A second model or adapter to run on the same items."),
+    corpus: Optional[Path] = typer.Option(
+        None, help="Folder of documents for the search tool: indexed into a temporary local index for this run."
+    ),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every item) here."),
+    chart: Optional[Path] = typer.Option(None, help="Write a PNG bar chart of accuracy per kind here."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items."),
+    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
+    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
+    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
+    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
+    timeout: Optional[float] = typer.Option(None, help=_doc("timeout")),
+    max_tokens: Optional[int] = typer.Option(None, help=_doc("max_tokens")),
+    search: Optional[str] = typer.Option(None, help=_doc("search")),
+    index: Optional[Path] = typer.Option(None, help=_doc("index")),
+) -> None:
+    """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
+    from agent.evaluate import evaluate, load_items, reports_json, write_chart
+
+    if adapter and model:
+        raise LorastackError("--adapter and --model name the same thing.", "Give one of them.")
+    if corpus and (index or search == "web"):
+        raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
+    items = load_items(eval_file, limit)
+    options = dict(
+        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
+        max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
+    )  # fmt: skip
+    with ExitStack() as stack:
+        if corpus:
+            from tools.search.local_index import LocalIndex
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lorastack-eval-index-")))
+            built = LocalIndex(folder).update(corpus)
+            if built.chunks == 0:
+                raise LorastackError(f"{corpus} holds no documents to search (.txt, .md, .rst, .html).")
+            err.print(f"Indexed {built.chunks} chunks of {corpus} for this run.", style="dim")
+            options.update(search="local", index=folder)
+        config = AgentConfig(**{k: v for k, v in options.items() if v is not None})
+        reports = _run(items, config, compare, evaluate)
+    console.print(_table(reports))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(reports_json(reports), indent=2, ensure_ascii=False) + "\n")
+        console.print(f"Report: {json_out}")
+    if chart:
+        console.print(f"Chart: {write_chart(reports, chart)}")
+
+
+def _run(items, config: AgentConfig, compare: str | None, evaluate) -> list:
+    from agent.session import ask, build_tools, open_endpoint  # LangChain loads only when the agent runs
+
+    tools = build_tools(config)
+    reports = []
+    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+        endpoints = [endpoint] + ([replace(endpoint, model=compare)] if compare else [])
+        for target in endpoints:
+            done = 0
+
+            def progress(outcome, model=target.model) -> None:
+                nonlocal done
+                done += 1
+                mark = "[green]✓[/]" if outcome.correct else "[red]✗[/]"
+                err.print(f"{escape(model)} {done}/{len(items)} {mark} {escape(outcome.item.question[:70])}", highlight=False)
+
+            run_one = lambda q, target=target: ask(q, target, config, tools)  # noqa: E731
+            reports.append(evaluate(items, run_one, model=target.model, on_result=progress))
+    return reports
+
+
+def add_commands(app: typer.Typer) -> None:
+    app.command(name="eval")(eval_command)

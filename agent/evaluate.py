@@ -1,0 +1,308 @@
+"""Evaluating the agent on a set of questions with known answers (``lorastack eval``).
+
+    items = load_items(Path("eval.jsonl"))
+    report = evaluate(items, run_one=lambda q: ask(q, endpoint, config, tools), model="my-adapter")
+    report.accuracy, report.per_kind(), report.to_dict()
+
+``run_one`` is any function from a question to an :class:`AgentResult`; tests pass one that runs the real
+agent loop on a scripted chat model. Scoring (:func:`score`) is a pure function; its rules are below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import statistics
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.runner import AgentResult
+from lorastack.errors import LorastackError
+
+logger = logging.getLogger(__name__)
+
+MAX_NEW_NUMBERS = 3
+"""A numeric answer that states more distinct numbers than this (numbers copied from the question not
+counted) is scored wrong even if one of them is right: it is a list of guesses, not an answer."""
+DEFAULT_KIND = "other"
+"""The kind of an item that names none."""
+
+# A number as people write it: optional sign and currency, thousands separators, decimals, an exponent.
+# The sign counts only where it cannot be a hyphen ("2020-2021", "COVID-19" are not negative numbers).
+_NUMBER = re.compile(
+    r"(?<![\w.])(?P<sign>[-−+])?(?:[$€£¥]\s?)?"
+    r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?P<exp>[eE][-+]?\d+)?(?![\d])"
+)
+_WHOLE_NUMBER = re.compile(r"\s*[-−+]?(?:[$€£¥]\s?)?(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?([eE][-+]?\d+)?\s*%?\s*")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+# -- scoring ------------------------------------------------------------------------------------------------
+
+
+def parse_numbers(text: str) -> list[float]:
+    """Every number in ``text``, in order: "1,234.5" -> 1234.5, "$23.50" -> 23.5, "12%" -> 12, "-3" -> -3.
+
+    A percent sign is dropped, not divided out: eval sets write "by what percentage" answers as 77.34.
+    """
+    numbers = []
+    for match in _NUMBER.finditer(text):
+        sign = -1.0 if match["sign"] in ("-", "−") else 1.0
+        numbers.append(sign * float(match["digits"].replace(",", "") + (match["exp"] or "")))
+    return numbers
+
+
+def as_number(expected: Any) -> float | None:
+    """The expected answer as a number if it is one: a JSON number, or a string that is only a number."""
+    if isinstance(expected, bool):
+        return None
+    if isinstance(expected, (int, float)):
+        return float(expected)
+    if isinstance(expected, str) and any(c.isdigit() for c in expected) and _WHOLE_NUMBER.fullmatch(expected):
+        (number,) = parse_numbers(expected)
+        return number
+    return None
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents, punctuation and the articles a/an/the removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKD", str(text).lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = "".join(c if c.isalnum() else " " for c in text)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def score(expected: Any, answer: str, tolerance: float | None = None, question: str = "") -> bool:
+    """Whether ``answer`` gives the ``expected`` answer.
+
+    Numbers (a JSON number, or a string that is just a number): correct if any number in the answer is
+    within ``tolerance`` of it (absolute; unset: equal to 1e-9 relative), unless the answer states more than
+    :data:`MAX_NEW_NUMBERS` distinct numbers that are not in ``question`` (a list of guesses). Any number,
+    not the last: answers often end with working ("33.6 marbles each (168 / 5)").
+
+    Text: correct if the normalized expected answer (:func:`normalize`) appears in the normalized answer
+    as whole words ("moon" is in "It is the Moon." but not in "moonlight").
+    """
+    target = as_number(expected)
+    if target is None:
+        wanted = normalize(str(expected))
+        return bool(wanted) and f" {wanted} " in f" {normalize(answer)} "
+    found = parse_numbers(answer)
+    given = set(parse_numbers(question))
+    if len({n for n in found if n not in given}) > MAX_NEW_NUMBERS:
+        return False
+    if tolerance is None:
+        return any(math.isclose(n, target, rel_tol=1e-9) for n in found)
+    return any(abs(n - target) <= tolerance for n in found)
+
+
+# -- the eval set -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    question: str
+    answer: str | float | int
+    tolerance: float | None = None
+    kind: str = DEFAULT_KIND
+
+
+def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
+    """The items of a JSONL eval set (one JSON object a line; blank lines skipped; extra keys ignored)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise LorastackError(f"{path} does not exist.", "Make one with: lorastack data synth DIR") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LorastackError(f"Could not read {path}: {exc}") from None
+    items = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        items.append(_item(line, f"{path}:{number}"))
+        if limit is not None and len(items) >= limit:
+            break
+    if not items:
+        raise LorastackError(f"{path} holds no questions.", 'Write one JSON object a line: {"question", "answer"}.')
+    return items
+
+
+def _item(line: str, where: str) -> EvalItem:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LorastackError(f"{where}: not JSON ({exc.msg}).") from None
+    if not isinstance(row, dict):
+        raise LorastackError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+    question, answer = row.get("question"), row.get("answer")
+    if not isinstance(question, str) or not question.strip():
+        raise LorastackError(f"{where}: needs a non-empty string \"question\".")
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or answer == "":
+        raise LorastackError(f"{where}: needs an \"answer\" (a string or a number).")
+    tolerance, kind = row.get("tolerance"), row.get("kind", DEFAULT_KIND)
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                  or tolerance < 0):  # fmt: skip
+        raise LorastackError(f"{where}: \"tolerance\" must be a number >= 0, got {tolerance!r}.")
+    if not isinstance(kind, str) or not kind:
+        raise LorastackError(f"{where}: \"kind\" must be a non-empty string, got {kind!r}.")
+    return EvalItem(question, answer, None if tolerance is None else float(tolerance), kind)
+
+
+# -- running and reporting ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: EvalItem
+    answer: str
+    correct: bool
+    tool_calls: list[dict[str, Any]]
+    """``{"tool", "args", "ok"}`` per tool call the model made."""
+    model_calls: int
+    seconds: float
+    stopped: str | None = None
+    error: str | None = None
+    """Set when the run raised instead of answering (the item counts as wrong)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.item.question,
+            "expected": self.item.answer,
+            "tolerance": self.item.tolerance,
+            "kind": self.item.kind,
+            "answer": self.answer,
+            "correct": self.correct,
+            "tool_calls": self.tool_calls,
+            "model_calls": self.model_calls,
+            "seconds": round(self.seconds, 3),
+            "stopped": self.stopped,
+            "error": self.error,
+        }
+
+
+@dataclass
+class EvalReport:
+    model: str
+    results: list[ItemResult] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return _share([r.correct for r in self.results]) or 0.0
+
+    def per_kind(self) -> dict[str, float]:
+        """Accuracy per item kind, kinds in order of first appearance."""
+        kinds: dict[str, list[bool]] = {}
+        for r in self.results:
+            kinds.setdefault(r.item.kind, []).append(r.correct)
+        return {kind: sum(marks) / len(marks) for kind, marks in kinds.items()}
+
+    @property
+    def valid_tool_calls(self) -> float | None:
+        """Share of tool calls that named a known tool with valid arguments; None if there were none."""
+        return _share([c["ok"] for r in self.results for c in r.tool_calls])
+
+    @property
+    def tool_call_count(self) -> int:
+        return sum(len(r.tool_calls) for r in self.results)
+
+    @property
+    def mean_steps(self) -> float:
+        """Mean model calls per item."""
+        return statistics.fmean(r.model_calls for r in self.results) if self.results else 0.0
+
+    @property
+    def mean_seconds(self) -> float:
+        return statistics.fmean(r.seconds for r in self.results) if self.results else 0.0
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(r.seconds for r in self.results) if self.results else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "items": len(self.results),
+            "accuracy": self.accuracy,
+            "per_kind": self.per_kind(),
+            "tool_calls": self.tool_call_count,
+            "valid_tool_calls": self.valid_tool_calls,
+            "mean_steps": self.mean_steps,
+            "mean_seconds": round(self.mean_seconds, 3),
+            "median_seconds": round(self.median_seconds, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "results": [r.to_dict() for r in self.results]}
+
+
+def _share(marks: Sequence[bool]) -> float | None:
+    return sum(marks) / len(marks) if marks else None
+
+
+def evaluate(
+    items: Iterable[EvalItem],
+    run_one: Callable[[str], AgentResult],
+    model: str = "model",
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> EvalReport:
+    """Ask every item's question through ``run_one`` and score the answers.
+
+    An item whose run stopped at a limit is wrong whatever its text says (the stop message has numbers).
+    A :class:`LorastackError` (no such model, server unreachable) ends the evaluation, since every other
+    item would fail the same way; any other exception marks that one item wrong and the run goes on.
+    """
+    report = EvalReport(model)
+    for item in items:
+        try:
+            result = run_one(item.question)
+        except LorastackError:
+            raise
+        except Exception as exc:  # one flaky request should not sink a long evaluation
+            logger.warning("%s failed on %r: %s", model, item.question, exc)
+            outcome = ItemResult(item, "", False, [], 0, 0.0, error=f"{type(exc).__name__}: {exc}")
+        else:
+            correct = result.stopped is None and score(item.answer, result.answer, item.tolerance, item.question)
+            calls = [{"tool": s.tool, "args": s.text, "ok": s.ok} for s in result.tool_calls]
+            outcome = ItemResult(item, result.answer, correct, calls, result.model_calls, result.seconds,
+                                 result.stopped)  # fmt: skip
+        report.results.append(outcome)
+        if on_result:
+            on_result(outcome)
+    return report
+
+
+def reports_json(reports: Sequence[EvalReport]) -> dict[str, Any]:
+    """The JSON report: one entry per model, each with its summary and per-item results."""
+    return {"models": [r.to_dict() for r in reports]}
+
+
+def write_chart(reports: Sequence[EvalReport], path: Path) -> Path:
+    """A PNG bar chart of accuracy per kind (and overall), one bar per model in each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must come before pyplot
+    import matplotlib.pyplot as plt
+
+    kinds = list(dict.fromkeys(k for r in reports for k in r.per_kind())) + ["overall"]
+    width = 0.8 / len(reports)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(kinds) * max(1, len(reports) / 2)), 3.6))
+    for i, report in enumerate(reports):
+        values = {**report.per_kind(), "overall": report.accuracy}
+        xs = [k + (i - (len(reports) - 1) / 2) * width for k in range(len(kinds))]
+        bars = ax.bar(xs, [100 * values.get(k, 0.0) for k in kinds], width, label=report.model)
+        ax.bar_label(bars, [f"{100 * values[k]:.0f}" if k in values else "" for k in kinds], fontsize=8)
+    ax.set_xticks(range(len(kinds)), kinds)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 120)  # room for the legend above the 100% bars
+    ax.legend(loc="upper left", ncols=len(reports), fontsize=8)
+    ax.set_title("Agent accuracy per kind")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
