@@ -7,20 +7,16 @@ on a CPU) and stop it when they end; run ``lorastack serve`` in another terminal
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
 from agent.config import AgentConfig
+from agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
 
 console = Console()
 err = Console(stderr=True)
 
-
-def _doc(field: str) -> str:
-    return AgentConfig.model_fields[field].description or ""
 
 
 def _config(**options) -> AgentConfig:
@@ -55,18 +51,18 @@ def _report(question: str, model: str, result) -> dict:  # agent.runner.AgentRes
 
 def ask(
     question: str = typer.Argument(..., help="The question."),
-    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
+    adapter: Adapter = None,
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Show tool calls and observations as they happen."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, steps, timings) for scripts."),
-    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
-    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
-    model: Optional[str] = typer.Option(None, help=_doc("model")),
-    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
-    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
-    timeout: Optional[float] = typer.Option(None, help=_doc("timeout")),
-    max_tokens: Optional[int] = typer.Option(None, help=_doc("max_tokens")),
-    search: Optional[str] = typer.Option(None, help=_doc("search")),
-    index: Optional[Path] = typer.Option(None, help=_doc("index")),
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+    tool_mode: ToolMode = None,
+    max_steps: MaxSteps = None,
+    timeout: Timeout = None,
+    max_tokens: MaxTokens = None,
+    search: Search = None,
+    index: Index = None,
 ) -> None:
     """Ask the agent a question; it may use the calculator and search before it answers."""
     from agent.session import ask as ask_agent
@@ -87,14 +83,14 @@ def ask(
 
 
 def chat(
-    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
-    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
-    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
-    model: Optional[str] = typer.Option(None, help=_doc("model")),
-    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
-    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
-    search: Optional[str] = typer.Option(None, help=_doc("search")),
-    index: Optional[Path] = typer.Option(None, help=_doc("index")),
+    adapter: Adapter = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+    tool_mode: ToolMode = None,
+    max_steps: MaxSteps = None,
+    search: Search = None,
+    index: Index = None,
 ) -> None:
     """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
     from agent.session import ask as ask_agent

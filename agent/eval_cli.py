@@ -19,14 +19,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from agent.config import AgentConfig
+from agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
 from lorastack.errors import LorastackError
 
 console = Console()
 err = Console(stderr=True)
 
-
-def _doc(field: str) -> str:
-    return AgentConfig.model_fields[field].description or ""
 
 
 def _percent(value: float | None) -> str:
@@ -51,8 +49,8 @@ def _table(reports) -> Table:  # list[agent.evaluate.EvalReport]
 
 def eval_command(
     eval_file: Path = typer.Argument(..., help="JSONL eval set: one {question, answer, tolerance?, kind?} a line."),
-    adapter: Optional[str] = typer.Option(None, help=_doc("adapter")),
-    model: Optional[str] = typer.Option(None, help=_doc("model")),
+    adapter: Adapter = None,
+    model: Model = None,
     compare: Optional[str] = typer.Option(None, help="A second model or adapter to run on the same items."),
     corpus: Optional[Path] = typer.Option(
         None, help="Folder of documents for the search tool: indexed into a temporary local index for this run."
@@ -60,14 +58,14 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every item) here."),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG bar chart of accuracy per kind here."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items."),
-    base_url: Optional[str] = typer.Option(None, help=_doc("base_url")),
-    api_key: Optional[str] = typer.Option(None, help=_doc("api_key")),
-    tool_mode: Optional[str] = typer.Option(None, help=_doc("tool_mode")),
-    max_steps: Optional[int] = typer.Option(None, help=_doc("max_steps")),
-    timeout: Optional[float] = typer.Option(None, help=_doc("timeout")),
-    max_tokens: Optional[int] = typer.Option(None, help=_doc("max_tokens")),
-    search: Optional[str] = typer.Option(None, help=_doc("search")),
-    index: Optional[Path] = typer.Option(None, help=_doc("index")),
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    tool_mode: ToolMode = None,
+    max_steps: MaxSteps = None,
+    timeout: Timeout = None,
+    max_tokens: MaxTokens = None,
+    search: Search = None,
+    index: Index = None,
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
     from agent.evaluate import evaluate, load_items, reports_json, write_chart
