@@ -58,7 +58,7 @@ def write_card(
         "optimizer": plan.optimizer,
         "config": json.loads(config.model_dump_json()),
         "metrics": metrics,
-        "loss_curve": str(loss_curve) if loss_curve else None,
+        "loss_curve": loss_curve.name if loss_curve else None,  # next to adapter/, in the run folder
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "lorastack_version": __version__,
     }

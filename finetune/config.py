@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from finetune.data import DataConfig
 from lorastack.errors import LorastackError, NotFound
@@ -32,6 +32,8 @@ class LoraSettings(BaseModel):
     """Rank-stabilised LoRA: scale by alpha/sqrt(r), which keeps high ranks stable."""
     init: Literal["default", "gaussian", "pissa", "olora"] = "default"
     """Initialisation of the LoRA weights (peft's init_lora_weights): default zeroes B."""
+    save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype of the saved adapter weights: bfloat16 halves the file (vLLM computes in the model's dtype anyway)."""
 
 
 class TrainingSettings(BaseModel):
@@ -59,6 +61,13 @@ class TrainingSettings(BaseModel):
     """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
+
+    @field_validator("gradient_checkpointing", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: Any) -> Any:
+        # YAML reads a bare on/off as a boolean.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
     logging_steps: int = Field(10, ge=1)
     """Log loss and tokens/s every N steps."""
     eval_steps: int = 50

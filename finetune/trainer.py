@@ -9,6 +9,7 @@ Run folder layout (``output_dir``)::
 
 from __future__ import annotations
 
+import json
 import logging
 import resource
 import time
@@ -153,11 +154,13 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         "steady_tokens_per_second": _rounded(progress.steady_tokens_per_second()),
     }
     if eval_set is not None:
-        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+        metrics["eval_loss"] = round(_final_eval_loss(trainer), 4)
     metrics.update(_peak_memory(plan))
 
     adapter_dir = out / "adapter"
     model.save_pretrained(adapter_dir)
+    _cast_adapter(adapter_dir, config.lora.save_dtype)
+    _portable_base_name(adapter_dir, base)
     curve = plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
     write_card(
         adapter_dir,
@@ -185,3 +188,39 @@ def _peak_memory(plan: Plan) -> dict[str, float]:
     # ru_maxrss is KiB on Linux.
     return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
+
+def _final_eval_loss(trainer: Any) -> float:
+    """The eval loss at the last step: reused when the Trainer has just evaluated there, else computed."""
+    history = trainer.state.log_history
+    last = next((h for h in reversed(history) if "eval_loss" in h), None)
+    if last is not None and last.get("step") == trainer.state.global_step:
+        return float(last["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
+
+
+def _cast_adapter(adapter_dir: Path, dtype_name: str) -> None:
+    """Rewrite the saved adapter weights in ``dtype_name`` (float32 leaves them as peft saved them)."""
+    if dtype_name == "float32":
+        return
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = adapter_dir / "adapter_model.safetensors"
+    dtype = getattr(torch, dtype_name)
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(path).items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, tmp, metadata={"format": "pt"})
+    tmp.replace(path)
+
+
+def _portable_base_name(adapter_dir: Path, base: Any) -> None:
+    """Name the embedded default by its name, not by this machine's cache folder, so the adapter registers
+    anywhere."""
+    from lorastack.models import EMBEDDED_NAME
+
+    if base.name != EMBEDDED_NAME:
+        return
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = EMBEDDED_NAME
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
