@@ -150,8 +150,150 @@ def _eval_plain(expression: str) -> Fraction:
     return ops[op1](x, ops[op2](y, z))
 
 
+# More situations for the same few operations, each in several wordings: a small model learns to map words
+# to an expression only when it sees the same operation dressed many ways.
+
+JOBS = ["gardener", "tutor", "courier", "painter", "baker", "driver"]
+GOODS = ["flour", "rice", "paint", "sand", "coffee", "seed"]
+
+
+def _pick(rng: random.Random, phrasings: list[str], **values: object) -> str:
+    return rng.choice(phrasings).format(**values)
+
+
+def percent_up(rng: random.Random) -> Problem:
+    pct = rng.choice([5, 8, 10, 12, 15, 18, 20, 25])
+    price, text = _money(rng, 10, 400)
+    who, item, job = rng.choice(PEOPLE), rng.choice(ITEMS), rng.choice(JOBS)
+    question = _pick(rng, [
+        "A {item} costs ${t} before a {p}% sales tax. What does it cost with the tax?",
+        "The shop raises the ${t} price of a {item} by {p}%. What is the new price?",
+        "{who} the {job} charges ${t} and adds a {p}% fee. What is the total charge?",
+        "A hotel bill is ${t} plus a {p}% service charge. How much is the bill in total?",
+        "{who} earns ${t} a day and gets a {p}% raise. How much does {who} earn a day now?",
+    ], t=text, p=pct, item=item, who=who, job=job)
+    return Problem(question, f"{text} * (100 + {pct}) / 100", price * (100 + pct) / 100, "That comes to ${result}.")
+
+
+def percent_extra(rng: random.Random) -> Problem:
+    """A percentage added on top (the opposite of a discount): what is paid altogether."""
+    pct = rng.choice([5, 10, 12, 15, 18, 20, 25])
+    price, text = _money(rng, 8, 250)
+    who, item = rng.choice(PEOPLE), rng.choice(ITEMS)
+    question = _pick(rng, [
+        "A taxi ride costs ${t} and the driver gets {p}% extra on top. What is paid altogether?",
+        "{who} orders food for ${t} plus a {p}% delivery charge. How much is that in total?",
+        "The {item} is ${t} before {p}% VAT. What is the price including VAT?",
+        "A ${t} invoice gets a {p}% late fee added. What is owed altogether?",
+        "A haircut costs ${t} and {who} adds {p}% for the barber. What does {who} pay in total?",
+    ], t=text, p=pct, item=item, who=who)
+    return Problem(question, f"{text} * (100 + {pct}) / 100", price * (100 + pct) / 100,
+                   "Altogether that is ${result}.")  # fmt: skip
+
+
+def percent_down(rng: random.Random) -> Problem:
+    pct = rng.choice([5, 10, 15, 20, 25, 30, 40])
+    price, text = _money(rng, 10, 900)
+    who, item = rng.choice(PEOPLE), rng.choice(ITEMS)
+    question = _pick(rng, [
+        "A ${t} coat is reduced by {p}%. What does it cost now?",
+        "{who}'s bike was worth ${t} and lost {p}% of its value. What is it worth now?",
+        "With a {p}% member discount, what does a ${t} {item} cost?",
+        "A budget of ${t} is cut by {p} percent. How much budget is left?",
+    ], t=text, p=pct, item=item, who=who)
+    return Problem(question, f"{text} * (100 - {pct}) / 100", price * (100 - pct) / 100, "That comes to ${result}.")
+
+
+def per_hundred(rng: random.Random) -> Problem:
+    rate, n = Fraction(rng.randint(15, 150), 10), rng.randint(60, 2000)
+    text = f"{rate.numerator // rate.denominator}.{int(rate * 10) % 10}"
+    good = rng.choice(GOODS)
+    question = _pick(rng, [
+        "A printer uses {r} ml of ink per 100 pages. How much ink does it need for {n} pages?",
+        "A bakery needs {r} kg of {g} per 100 loaves. How much {g} is needed for {n} loaves?",
+        "An electric scooter uses {r} kWh per 100 km. How much energy does a {n} km ride take?",
+        "A factory makes {r} kg of waste for every 100 parts. How much waste do {n} parts make?",
+        "The recipe calls for {r} grams of salt per 100 servings. How much salt for {n} servings?",
+    ], r=text, n=n, g=good)
+    return Problem(question, f"{text} * {n} / 100", rate * n / 100, "That takes {result}.")
+
+
+def rectangle(rng: random.Random) -> Problem:
+    a, b = rng.randint(3, 90), rng.randint(3, 90)
+    question = _pick(rng, [
+        "A room is {a} m long and {b} m wide. What is its floor area in square metres?",
+        "A car park has {a} rows of {b} spaces. How many spaces are there?",
+        "A field is {a} yards by {b} yards. What is its area in square yards?",
+        "A wall has {a} rows of {b} tiles each. How many tiles is that?",
+        "An orchard has {a} rows with {b} trees in each row. How many trees are there?",
+    ], a=a, b=b)
+    return Problem(question, f"{a} * {b}", Fraction(a * b), "That is {result}.")
+
+
+def earn_then_spend(rng: random.Random) -> Problem:
+    who, rate, times = rng.choice(PEOPLE), rng.randint(10, 120), rng.randint(3, 30)
+    spent = rng.randint(5, min(300, rate * times - 1))
+    question = _pick(rng, [
+        "{who} earns ${r} a day for {n} days and pays ${s} for a bus pass. How much money is left?",
+        "{who} saves ${r} each month for {n} months, then spends ${s} on shoes. How much is saved now?",
+        "A tank fills with {r} litres an hour for {n} hours, then {s} litres are drained. How many litres are left?",
+        "A farm packs {r} eggs a day for {n} days and {s} of them break. How many good eggs are there?",
+        "A club collects ${r} from each of {n} members and spends ${s} on a trophy. How much remains?",
+    ], who=who, r=rate, n=times, s=spent)
+    return Problem(question, f"{rate} * {times} - {spent}", Fraction(rate * times - spent), "{result} is left.")
+
+
+def change_percent(rng: random.Random) -> Problem:
+    old = rng.randint(20, 900)
+    up = rng.random() < 0.6
+    new = old + rng.randint(1, old) if up else old - rng.randint(1, old - 1)
+    item, who = rng.choice(ITEMS), rng.choice(PEOPLE)
+    if up:
+        question = _pick(rng, [
+            "The price of a {item} rose from ${a} to ${b}. What is the percentage increase, to 2 decimals?",
+            "A town grew from {a} to {b} people. By what percent did it grow (two decimals)?",
+            "{who}'s salary went from ${a} to ${b} a week. What is the raise in percent, rounded to 2 places?",
+        ], a=old, b=new, item=item, who=who)
+        expression = f"round(({new} - {old}) / {old} * 100, 2)"
+        value = Fraction(new - old, old) * 100
+    else:
+        question = _pick(rng, [
+            "Sales fell from {a} to {b} units. By what percent did they drop, to 2 decimals?",
+            "A {item} was ${a} and is now ${b}. What is the percentage decrease, rounded to 2 places?",
+        ], a=old, b=new, item=item)
+        expression = f"round(({old} - {new}) / {old} * 100, 2)"
+        value = Fraction(old - new, old) * 100
+    return Problem(question, expression, round_half_up(value), "That is {result}%.", rounded=True)
+
+
+def divide_round(rng: random.Random) -> Problem:
+    k = rng.randint(3, 15)
+    total = rng.randint(k * 3, k * 60)
+    good = rng.choice(GOODS)
+    question = _pick(rng, [
+        "A {n} metre rope is cut into {k} equal pieces. How long is each piece, rounded to 2 decimals?",
+        "{n} cookies go into {k} boxes equally. How many cookies per box, as a decimal to two places?",
+        "{n} kg of {g} is split evenly into {k} bags. How much is in each bag (2 decimal places)?",
+        "A team of {k} shares {n} hours of work equally. How many hours each, rounded to 2 decimals?",
+    ], n=total, k=k, g=good)
+    return Problem(question, f"round({total} / {k}, 2)", round_half_up(Fraction(total, k)), "Each gets {result}.",
+                   rounded=True)  # fmt: skip
+
+
+def sum_three(rng: random.Random) -> Problem:
+    a, b, c = rng.randint(10, 900), rng.randint(10, 900), rng.randint(10, 900)
+    who = rng.choice(PEOPLE)
+    question = _pick(rng, [
+        "{who} walked {a} m, then {b} m, then {c} m. How far did {who} walk?",
+        "A shelf holds {a} books, another {b} and a third {c}. How many books in all?",
+        "Three trucks carry {a} kg, {b} kg and {c} kg. What is the total load?",
+    ], who=who, a=a, b=b, c=c)
+    return Problem(question, f"{a} + {b} + {c}", Fraction(a + b + c), "The total is {result}.")
+
+
 TRAIN_TEMPLATES: list[Template] = [
     shopping_total, percent_of, discount, unit_price, difference, product, split_bill, travel, average, bare,
+    percent_up, percent_extra, percent_down, per_hundred, rectangle, earn_then_spend, change_percent, divide_round, sum_three,
 ]  # fmt: skip
 
 
