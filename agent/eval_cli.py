@@ -7,9 +7,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
-from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -68,7 +65,8 @@ def eval_command(
     index: Index = None,
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
-    from agent.evaluate import evaluate, load_items, reports_json, write_chart
+    from agent.eval_run import run_eval
+    from agent.evaluate import load_items, reports_json, write_chart
 
     if adapter and model:
         raise LorastackError("--adapter and --model name the same thing.", "Give one of them.")
@@ -79,18 +77,9 @@ def eval_command(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
     )  # fmt: skip
-    with ExitStack() as stack:
-        if corpus:
-            from tools.search.local_index import LocalIndex
-
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lorastack-eval-index-")))
-            built = LocalIndex(folder).update(corpus)
-            if built.chunks == 0:
-                raise LorastackError(f"{corpus} holds no documents to search (.txt, .md, .rst, .html).")
-            err.print(f"Indexed {built.chunks} chunks of {corpus} for this run.", style="dim")
-            options.update(search="local", index=folder)
-        config = AgentConfig(**{k: v for k, v in options.items() if v is not None})
-        reports = _run(items, config, compare, evaluate)
+    config = AgentConfig(**{k: v for k, v in options.items() if v is not None})
+    models = [None, compare] if compare else [None]
+    reports = run_eval(items, config, models, corpus, say=_dim, on_result=_tick(len(items)))
     console.print(_table(reports))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,25 +89,16 @@ def eval_command(
         console.print(f"Chart: {write_chart(reports, chart)}")
 
 
-def _run(items, config: AgentConfig, compare: str | None, evaluate) -> list:
-    from agent.session import ask, build_tools, open_endpoint  # LangChain loads only when the agent runs
+def _dim(message: str) -> None:
+    err.print(message, style="dim", highlight=False)
 
-    tools = build_tools(config)
-    reports = []
-    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
-        endpoints = [endpoint] + ([replace(endpoint, model=compare)] if compare else [])
-        for target in endpoints:
-            done = 0
 
-            def progress(outcome, model=target.model) -> None:
-                nonlocal done
-                done += 1
-                mark = "[green]✓[/]" if outcome.correct else "[red]✗[/]"
-                err.print(f"{escape(model)} {done}/{len(items)} {mark} {escape(outcome.item.question[:70])}", highlight=False)
+def _tick(total: int):
+    def tick(model: str, done: int, outcome) -> None:
+        mark = "[green]✓[/]" if outcome.correct else "[red]✗[/]"
+        err.print(f"{escape(model)} {done}/{total} {mark} {escape(outcome.item.question[:70])}", highlight=False)
 
-            run_one = lambda q, target=target: ask(q, target, config, tools)  # noqa: E731
-            reports.append(evaluate(items, run_one, model=target.model, on_result=progress))
-    return reports
+    return tick
 
 
 def add_commands(app: typer.Typer) -> None:
