@@ -51,10 +51,12 @@ def _register() -> None:
     from agent.eval_cli import add_commands as add_eval_commands
     from finetune.cli import add_commands as add_finetune_commands
     from serve.cli import add_commands as add_serve_commands
+    from serve.keys_cli import add_commands as add_keys_commands
     from tools.cli import add_commands as add_tools_commands
 
     add_finetune_commands(app)
     add_serve_commands(app)
+    add_keys_commands(app)
     add_agent_commands(app)
     add_eval_commands(app)
     add_tools_commands(app)
