@@ -47,7 +47,28 @@ CREATE TABLE IF NOT EXISTS loaded (
     version  INTEGER NOT NULL,
     FOREIGN KEY (name, version) REFERENCES adapters (name, version)
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    alias    TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    updated  TEXT NOT NULL,
+    FOREIGN KEY (name, version) REFERENCES adapters (name, version)
+);
+CREATE TABLE IF NOT EXISTS alias_history (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    alias    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    at       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key      TEXT PRIMARY KEY,
+    value    TEXT NOT NULL
+);
 """
+
+DEFAULT_ALIAS = "default"
+"""The alias the agent answers with when no --adapter or --model is given."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +207,34 @@ class Registry:
             row = db.execute("SELECT version FROM loaded WHERE name = ?", (name,)).fetchone()
         return row["version"] if row else None
 
+    def alias(self, alias: str) -> AdapterVersion | None:
+        """The version ``alias`` points to, or None."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT a.* FROM adapters a JOIN aliases USING (name, version) WHERE alias = ?", (alias,)
+            ).fetchone()
+        return self._row(row) if row else None
+
+    def aliases(self) -> dict[str, AdapterVersion]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT alias, a.* FROM adapters a JOIN aliases USING (name, version) ORDER BY alias"
+            ).fetchall()
+        return {r["alias"]: self._row(r) for r in rows}
+
+    def alias_history(self, alias: str) -> list[tuple[str, int, str]]:
+        """(name, version, when) of every version ``alias`` has pointed to, newest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT name, version, at FROM alias_history WHERE alias = ? ORDER BY id DESC", (alias,)
+            ).fetchall()
+        return [(r["name"], r["version"], r["at"]) for r in rows]
+
+    def setting(self, key: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
+
     def verify(self, adapter: AdapterVersion) -> None:
         """Refuse a stored version whose files no longer match the digest taken at register time."""
         try:
@@ -267,11 +316,47 @@ class Registry:
         with self._connect() as db:
             db.execute("DELETE FROM loaded WHERE name = ?", (name,))
 
+    def set_alias(self, alias: str, adapter: AdapterVersion) -> AdapterVersion | None:
+        """Point ``alias`` at ``adapter`` (one transaction); returns what it pointed to before."""
+        check_name(alias)
+        previous = self.alias(alias)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO aliases (alias, name, version, updated) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (alias) DO UPDATE SET name = excluded.name, version = excluded.version, "
+                "updated = excluded.updated",
+                (alias, adapter.name, adapter.version, now),
+            )
+            db.execute(
+                "INSERT INTO alias_history (alias, name, version, at) VALUES (?, ?, ?, ?)",
+                (alias, adapter.name, adapter.version, now),
+            )
+        return previous
+
+    def drop_alias(self, alias: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM aliases WHERE alias = ?", (alias,))
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def remove(self, adapter: AdapterVersion) -> None:
-        """Delete one version from the registry and the store. Refuses a loaded version."""
+        """Delete one version from the registry and the store. Refuses a loaded or aliased version."""
         if self.loaded_version(adapter.name) == adapter.version:
             raise AdapterRejected(
                 f"{adapter.ref} is loaded.", f"Unload it first: lorastack adapters unload {adapter.name}."
+            )
+        pointing = [a for a, v in self.aliases().items() if v.ref == adapter.ref]
+        if pointing:
+            raise AdapterRejected(
+                f"{adapter.ref} is what the alias {pointing[0]!r} serves.",
+                f"Promote another version to {pointing[0]!r} first (lorastack adapters promote).",
             )
         with self._connect() as db:
             db.execute("DELETE FROM adapters WHERE name = ? AND version = ?", (adapter.name, adapter.version))
