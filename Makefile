@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv first (once; scripts/setup.sh).
-QUESTION ?= What is the capital of France?
+QUESTION ?= What is 17 * 23?
 PY := .venv/bin/python
 
 .PHONY: setup demo test bench

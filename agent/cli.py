@@ -74,6 +74,8 @@ def ask(
     )  # fmt: skip
     tools = build_tools(config)
     with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+        if not as_json:
+            err.print(f"Asking {endpoint.model}", style="dim", highlight=False)
         on_step = _print_step if steps and not as_json else None
         result = ask_agent(question, endpoint, config, tools, on_step=on_step)
     if as_json:

@@ -17,7 +17,8 @@ class AgentConfig(BaseModel):
     api_key: str | None = None
     """API key for --base-url (default: $OPENAI_API_KEY)."""
     model: str | None = None
-    """Model name at the endpoint. Unset: the lorastack server's base model, or the endpoint's first model."""
+    """Model name at the endpoint. Unset: the lorastack server's default alias (the bundled tools-demo adapter
+    on the embedded model), else its base model; or the endpoint's first model."""
     adapter: str | None = None
     """A lorastack adapter to answer with (its registered name); the same as --model NAME."""
     tool_mode: Literal["auto", "native", "react"] = "auto"

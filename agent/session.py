@@ -39,8 +39,20 @@ def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = 
     from serve.server import running_server
 
     with running_server(progress=progress) as state:
-        model = config.adapter or config.model or state.base_name
+        model = config.adapter or config.model or default_model(state)
         yield Endpoint(f"{state.url}/v1", "unused", model, state.tool_call_parser is not None)
+
+
+def default_model(state) -> str:  # state: serve.state.ServerState
+    """What the lorastack server answers with by default: its ``default`` alias (the bundled tools-demo adapter
+    on the embedded model) when the front door serves one, else the base model."""
+    from serve.registry import DEFAULT_ALIAS
+
+    try:
+        served = {m["id"] for m in state.client.models()}
+    except LorastackError:
+        return state.base_name
+    return DEFAULT_ALIAS if DEFAULT_ALIAS in served else state.base_name
 
 
 def _first_model(base_url: str, api_key: str) -> str:

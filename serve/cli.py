@@ -16,7 +16,8 @@ from lorastack.errors import NotFound, ServerError
 from lorastack.models import resolve_base_model
 from serve.config import ServeConfig
 from serve.loading import load_adapter, unload_adapter
-from serve.registry import Registry, parse_ref
+from serve.promote import EvalGate, promote, rollback
+from serve.registry import DEFAULT_ALIAS, Registry, parse_ref
 from serve.server import start_server
 from serve.state import current_server
 
@@ -43,6 +44,8 @@ def serve(
     cpu_kv_cache_gib: int = typer.Option(1, help=_doc("cpu_kv_cache_gib")),
     chat_template: Optional[Path] = typer.Option(None, help=_doc("chat_template")),
     tool_call_parser: Optional[str] = typer.Option(None, help=_doc("tool_call_parser")),
+    vllm_url: Optional[str] = typer.Option(None, help=_doc("vllm_url")),
+    demo_adapter: bool = typer.Option(True, help=_doc("demo_adapter")),
     startup_timeout: float = typer.Option(900, help=_doc("startup_timeout")),
     extra_args: Optional[list[str]] = typer.Argument(None, help="Further vLLM arguments, after --."),
 ) -> None:
@@ -52,7 +55,7 @@ def serve(
         max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_model_len=max_model_len, dtype=dtype,
         tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
         cpu_kv_cache_gib=cpu_kv_cache_gib, chat_template=chat_template, tool_call_parser=tool_call_parser,
-        startup_timeout=startup_timeout,
+        vllm_url=vllm_url, demo_adapter=demo_adapter, startup_timeout=startup_timeout,
         extra_args=extra_args or [],
     )  # fmt: skip
     # SIGTERM ends the server the way Ctrl-C does: through the finally below. SIGINT is set too, since a
@@ -67,9 +70,9 @@ def serve(
             f"[bold green]Serving[/] {state.base_name} at [bold]{state.url}/v1[/] "
             f"({state.device}, ready in {time.monotonic() - started:.0f} s). Ctrl-C stops it."
         )
-        while server.process.alive():
+        while server.running():
             time.sleep(1)
-        raise ServerError(f"vLLM exited unexpectedly:\n{server.process.log_tail()}", f"Log: {server.process.log_path}")
+        raise server.failure or ServerError("The server stopped.")
     except KeyboardInterrupt:
         console.print("Stopping...")
     finally:
@@ -104,11 +107,15 @@ def list_() -> None:
         console.print("No adapters registered. Add one with: lorastack adapters register NAME PATH")
         return
     loaded = {a.name: a.version for a in registry.loaded()}
-    table = Table("name", "version", "loaded", "rank", "alpha", "base model", "created", "sha256")
+    aliases: dict[str, list[str]] = {}
+    for alias, target in registry.aliases().items():
+        aliases.setdefault(target.ref, []).append(alias)
+    table = Table("name", "version", "loaded", "aliases", "rank", "alpha", "base model", "created", "sha256")
     for a in rows:
         table.add_row(
-            a.name, f"v{a.version}", "yes" if loaded.get(a.name) == a.version else "", str(a.card["rank"]),
-            f"{a.card['alpha']:g}", a.card["base_model"], a.created, a.sha256[:12],
+            a.name, f"v{a.version}", "yes" if loaded.get(a.name) == a.version else "",
+            ", ".join(aliases.get(a.ref, [])),
+            str(a.card["rank"]), f"{a.card['alpha']:g}", a.card["base_model"], a.created, a.sha256[:12],
         )  # fmt: skip
     console.print(table)
 
@@ -154,6 +161,66 @@ def remove(ref: str = typer.Argument(..., help="NAME@vN for one version, NAME fo
     for adapter in targets:
         registry.remove(adapter)
         console.print(f"Removed {adapter.ref}.")
+
+
+@adapters.command("promote")
+def promote_(
+    ref: str = typer.Argument(..., help="NAME (latest version) or NAME@vN."),
+    alias: str = typer.Option(DEFAULT_ALIAS, help="The alias to point at it ('default' is what ask/chat use)."),
+    eval_file: Optional[Path] = typer.Option(
+        None, "--eval", help="Gate: promote only if the adapter passes this eval set (JSONL, as lorastack eval)."
+    ),
+    min_accuracy: float = typer.Option(0.8, min=0, max=1, help="Gate: accuracy the adapter needs on --eval."),
+    corpus: Optional[Path] = typer.Option(None, help="Gate: documents for the search tool during the eval."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Gate: only the first N eval items."),
+) -> None:
+    """Point an alias at an adapter version, optionally only if it passes an eval set and beats the current one."""
+    registry = Registry()
+    gate = EvalGate(eval_file, min_accuracy, corpus, limit) if eval_file else None
+    result = promote(registry, ref, alias, current_server(registry.home), gate, say=console.print)
+    before = f" (was {result.previous.ref})" if result.previous else ""
+    score = f": {result.accuracy:.1%} against {result.baseline:.1%} for {result.baseline_model}" if gate else ""
+    console.print(f"{alias} -> [bold]{result.adapter.ref}[/]{before}{score}.")
+
+
+@adapters.command("rollback")
+def rollback_(alias: str = typer.Argument(DEFAULT_ALIAS, help="The alias to point back.")) -> None:
+    """Point an alias back at the version it served before."""
+    registry = Registry()
+    result = rollback(registry, alias, current_server(registry.home))
+    console.print(f"{alias} -> [bold]{result.adapter.ref}[/] (was {result.previous.ref if result.previous else '-'}).")
+
+
+@adapters.command()
+def stats() -> None:
+    """Per alias and version: requests, errors, tokens and latency, from the running front door's metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = Registry()
+    server = current_server(registry.home)
+    if server is None:
+        raise ServerError("No lorastack server is running.", "Start it with: lorastack serve")
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for family in text_string_to_metric_families(server.client.metrics()):
+        for sample in family.samples:
+            if "alias" not in sample.labels:
+                continue
+            row = rows.setdefault((sample.labels["alias"], sample.labels["version"]), {})
+            key = sample.name + ("_ok" if sample.labels.get("status") == "200" else "")
+            row[key] = row.get(key, 0) + sample.value
+    if not rows:
+        console.print("No requests yet.")
+        return
+    table = Table("alias", "version", "requests", "errors", "prompt tok", "completion tok", "mean s", "mean TTFT s")
+    for (alias, version), r in sorted(rows.items()):
+        done = r.get("lorastack_request_seconds_count", 0)
+        mean = lambda name: f"{r.get(name + '_sum', 0) / done:.3f}" if done else "-"  # noqa: E731
+        table.add_row(
+            alias, version or "-", f"{r.get('lorastack_requests_total', 0):.0f}", f"{r.get('lorastack_errors_total', 0):.0f}",
+            f"{r.get('lorastack_prompt_tokens_total', 0):.0f}", f"{r.get('lorastack_completion_tokens_total', 0):.0f}",
+            mean("lorastack_request_seconds"), mean("lorastack_time_to_first_token_seconds"),
+        )  # fmt: skip
+    console.print(table)
 
 
 def add_commands(app: typer.Typer) -> None:

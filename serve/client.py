@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import httpx
@@ -15,8 +16,11 @@ class ServerClient:
     timeout: float = 120
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        # The front door asks for the admin key once keys exist; local commands pass it from the environment.
+        admin_key = os.environ.get("LORASTACK_ADMIN_KEY", "").strip()
+        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
         try:
-            return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+            return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ServerError(
                 f"The server at {self.url} did not answer ({exc.__class__.__name__}).",
@@ -44,6 +48,23 @@ class ServerClient:
 
     def unload_adapter(self, name: str) -> None:
         _raise_for(self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name}), f"unload {name}")
+
+
+    def promote(self, ref: str, alias: str) -> dict:
+        """Ask the front door to switch ``alias`` to ``ref`` (loaded and checked first; the old one drains)."""
+        response = self._request("POST", "/admin/promote", json={"ref": ref, "alias": alias})
+        _raise_for(response, f"promote {ref}")
+        return response.json()
+
+    def metrics(self) -> str:
+        response = self._request("GET", "/metrics")
+        _raise_for(response, "read metrics")
+        return response.text
+
+    def rollback(self, alias: str) -> dict:
+        response = self._request("POST", "/admin/rollback", json={"alias": alias})
+        _raise_for(response, f"roll back {alias}")
+        return response.json()
 
 
 def _raise_for(response: httpx.Response, action: str) -> None:

@@ -49,6 +49,12 @@ class ServeConfig(BaseModel):
     tool_call_parser: str | None = None
     """vLLM tool-call parser (hermes, llama3_json, mistral, ...) for OpenAI tool calling; 'none' turns it off.
     Unset: hermes for the embedded default; off for other models (the agent then uses its text ReAct mode)."""
+    vllm_url: str | None = None
+    """Attach the front door to a vLLM server that is already running (e.g. the vllm service of compose.yaml)
+    instead of starting one; it must run with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True."""
+    demo_adapter: bool = True
+    """On the embedded model, register and load the bundled tools-demo adapter as the default alias (the
+    first time only; afterwards the registry decides)."""
     startup_timeout: float = Field(900, gt=0)
     """Seconds to wait for the server to become healthy."""
     extra_args: list[str] = []

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import uvicorn
 
 from lorastack.errors import LorastackError, ServerError
 from lorastack.models import resolve_base_model
 from serve.config import ServeConfig, fitting_rank
+from serve.demo import install_demo_adapter
+from serve.client import ServerClient
 from serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
+from serve.gateway import Gateway
 from serve.loading import restore_loaded
 from serve.registry import Registry
 from serve.state import ServerState, current_server, state_path, write_state
@@ -22,13 +31,32 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RunningServer:
+    """vLLM (unless attached to one), the front door in front of it, and the supervisor that restarts vLLM."""
+
     state: ServerState
-    process: VLLMProcess
+    process: VLLMProcess | None
+    gateway: Gateway
     restore_errors: list[LorastackError]
     home: Path
+    config: ServeConfig
+    registry: Registry
+    _front: uvicorn.Server | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    failure: LorastackError | None = None
+    restarts: int = 0
+
+    def running(self) -> bool:
+        return self.failure is None and not self._stopping.is_set()
 
     def stop(self) -> None:
-        self.process.stop()
+        self._stopping.set()
+        if self._front is not None:
+            self._front.should_exit = True
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self.process is not None:
+            self.process.stop()
         path = state_path(self.home)
         try:
             if json.loads(path.read_text()).get("pid") == self.state.pid:
@@ -42,13 +70,58 @@ class RunningServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _serve_front(self) -> None:
+        front = uvicorn.Server(
+            uvicorn.Config(self.gateway.app, host=self.config.host, port=self.config.port, log_level="warning",
+                           access_log=False, timeout_keep_alive=30)
+        )  # fmt: skip
+        self._front = front
+        thread = threading.Thread(target=front.run, name="lorastack-front-door", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        deadline = time.monotonic() + 30
+        while not front.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise ServerError(f"The front door could not listen on {self.config.host}:{self.config.port}.")
+            time.sleep(0.05)
+
+    def _supervise(self, say: Callable[[str], None]) -> None:
+        """Restart vLLM whenever it dies; requests get a 503 with Retry-After meanwhile."""
+        thread = threading.Thread(target=self._watch, args=(say,), name="lorastack-supervisor", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _watch(self, say: Callable[[str], None]) -> None:
+        assert self.process is not None
+        while not self._stopping.wait(0.5):
+            if self.process.alive():
+                continue
+            self.gateway.available.clear()
+            say(f"vLLM exited (code {self.process.process.returncode}); restarting it...")
+            try:
+                self.process.stop()  # whatever workers are left
+                self.process.start()
+                self.process.wait_healthy(self.config.startup_timeout)
+                restore_loaded(self.registry, self.state.direct(), say)
+                self.gateway.restore_aliases(say)
+            except LorastackError as exc:
+                self.failure = exc
+                say(f"vLLM could not be restarted: {exc}")
+                return
+            self.restarts += 1
+            self.state = replace(self.state, engine_pid=self.process.process.pid)
+            write_state(state_path(self.home), self.state)
+            self.gateway.available.set()
+            say("vLLM is back.")
+
 
 def start_server(
     config: ServeConfig,
     registry: Registry | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RunningServer:
-    """Start vLLM for ``config``, wait until it is healthy, then load every adapter marked loaded."""
+    """Start vLLM for ``config`` (or attach to ``config.vllm_url``), the front door on ``config.port``, the
+    supervisor; then load every adapter marked loaded and every aliased version."""
     say = progress or (lambda msg: logger.info("%s", msg))
     registry = registry or Registry()
     running = current_server(registry.home)
@@ -57,38 +130,54 @@ def start_server(
             f"A lorastack server is already running at {running.url} (pid {running.pid}).",
             "Use it, or stop it first (Ctrl-C in its terminal, or kill the pid).",
         )
-    device = pick_device(config.device)
+    device = "external" if config.vllm_url else pick_device(config.device)
     if port_in_use(config.host, config.port):
         raise ServerError(
             f"Port {config.port} on {config.host} is already in use.",
             f"Stop what listens there, or pick another port: lorastack serve --port {config.port + 1}",
         )
     base = resolve_base_model(config.base_model, say)
+    if config.demo_adapter and (demo := install_demo_adapter(registry, base)) is not None:
+        say(f"Registered the bundled demo adapter as {demo.ref} (the default alias).")
     max_rank = config.max_lora_rank or fitting_rank([a.card["rank"] for a in registry.list()])
     tool_parser = effective_tool_parser(config, base)
-    argv, env = vllm_command(config, base, device, max_rank, tool_parser)
-    process = VLLMProcess(argv, env, config.url, registry.home / "logs" / f"vllm-{config.port}.log")
-    say(f"Starting vLLM ({device}) on {base.name}, max LoRA rank {max_rank}...")
-    process.start()
+    process = None
+    if config.vllm_url:
+        upstream = config.vllm_url.rstrip("/")
+    else:
+        inner = config.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
+        upstream = inner.url
+        argv, env = vllm_command(inner, base, device, max_rank, tool_parser)
+        process = VLLMProcess(argv, env, upstream, registry.home / "logs" / f"vllm-{config.port}.log")
+        say(f"Starting vLLM ({device}) on {base.name}, max LoRA rank {max_rank}...")
+        process.start()
+    state = ServerState(
+        url=config.url, pid=os.getpid(), base_name=base.name, base_path=base.path, base_source=base.source,
+        device=device, max_lora_rank=max_rank, max_loras=config.max_loras, tool_call_parser=tool_parser,
+        upstream_url=upstream, engine_pid=process.process.pid if process else 0,
+    )  # fmt: skip
+    gateway = Gateway(upstream, registry, base.name, state_for_gate=state.direct)
+    server = RunningServer(state, process, gateway, [], registry.home, config, registry)
     try:
-        process.wait_healthy(config.startup_timeout)
-        state = ServerState(
-            url=config.url,
-            pid=process.process.pid,
-            base_name=base.name,
-            base_path=base.path,
-            base_source=base.source,
-            device=device,
-            max_lora_rank=max_rank,
-            max_loras=config.max_loras,
-            tool_call_parser=tool_parser,
-        )
+        if process is not None:
+            process.wait_healthy(config.startup_timeout)
+        elif not ServerClient(upstream).healthy():
+            raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
+        server._serve_front()
         write_state(state_path(registry.home), state)
-        errors = restore_loaded(registry, state, say)
+        server.restore_errors = restore_loaded(registry, state.direct(), say) + gateway.restore_aliases(say)
+        if process is not None:
+            server._supervise(say)
     except BaseException:
-        process.stop()
+        server.stop()
         raise
-    return RunningServer(state, process, errors, registry.home)
+    return server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextmanager

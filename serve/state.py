@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from lorastack.models import BaseModel
@@ -31,6 +31,11 @@ class ServerState:
     max_lora_rank: int
     max_loras: int
     tool_call_parser: str | None = None
+    upstream_url: str = ""
+    """vLLM's own address behind the front door (``url``); empty for states written before the front door."""
+    engine_pid: int = 0
+    """vLLM's pid (the leader of its process group); 0 when attached to an external vLLM."""
+    """vLLM's own address behind the front door (``url``); empty for states written before the front door."""
 
     @property
     def base(self) -> BaseModel:
@@ -39,6 +44,10 @@ class ServerState:
     @property
     def client(self) -> ServerClient:
         return ServerClient(self.url)
+
+    def direct(self) -> ServerState:
+        """The same server addressed at vLLM itself (for the front door's own admin work)."""
+        return replace(self, url=self.upstream_url or self.url)
 
 
 def state_path(home: Path | None = None) -> Path:

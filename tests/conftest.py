@@ -80,7 +80,7 @@ class ServerHandle:
         from serve.registry import Registry
 
         self.registry = Registry(home)
-        self.config = ServeConfig(port=free_port(), max_loras=4)
+        self.config = ServeConfig(port=free_port(), max_loras=4, demo_adapter=False)
         self.server = None
 
     def start(self) -> None:

@@ -38,18 +38,24 @@ def test_serve_ask_load_and_ctrl_c(tmp_path: Path, make_adapter) -> None:
             banner += serve.stdout.readline()
         assert f"http://127.0.0.1:{port}/v1" in banner, banner
         state = json.loads((home / "server.json").read_text())
-        vllm_pid = state["pid"]
+        vllm_pid = state["engine_pid"]
+        assert "tools-demo@v1 (the default alias)" in banner  # the bundled adapter, on the first start
 
-        answer = _cli(home, "ask", "What is the capital of France?", "--max-tokens", "16")
+        base = ("--model", "SmolLM2-135M-Instruct")
+        answer = _cli(home, "ask", "What is the capital of France?", "--max-tokens", "16", *base)
         assert answer.returncode == 0, answer.stderr
         assert "Paris" in answer.stdout
 
-        as_json = json.loads(_cli(home, "ask", "What is 2 + 2?", "--json", "--max-tokens", "16").stdout)
-        assert as_json["model"] == "SmolLM2-135M-Instruct" and as_json["answer"] and as_json["model_calls"] >= 1
+        as_json = json.loads(_cli(home, "ask", "What is 17 * 23?", "--json").stdout)
+        assert as_json["model"] == "default" and as_json["model_calls"] >= 1
+        assert as_json["steps"][0]["tool"] == "calculator" and "391" in as_json["answer"]
+
+        stats = _cli(home, "adapters", "stats")
+        assert stats.returncode == 0 and "default" in stats.stdout and "v1" in stats.stdout, stats.stdout
 
         chat = _cli(home, "chat", "--max-steps", "2", stdin="Hello, my name is Ada.\n/reset\nHi\n/exit\n")
         assert chat.returncode == 0, chat.stderr
-        assert "Chatting with SmolLM2-135M-Instruct" in chat.stdout and "(forgotten)" in chat.stdout
+        assert "Chatting with default" in chat.stdout and "(forgotten)" in chat.stdout
 
         registered = _cli(home, "adapters", "register", "tuned", str(make_adapter()))
         assert "Registered tuned@v1" in registered.stdout, registered.stderr

@@ -1,0 +1,440 @@
+"""The lorastack front door: the OpenAI API in front of vLLM.
+
+It passes requests through (streaming included) and adds what vLLM lacks:
+
+- **aliases**: a client calls ``support``; the front door sends the request to ``support@v3``, the version the
+  alias points to. Every aliased version is loaded in vLLM under its own versioned name, so a promotion loads the
+  new version beside the old one, checks it with one real completion, switches the alias (one assignment under a
+  lock), and unloads the old version once its in-flight requests have finished;
+- **per-version metrics** in Prometheus format at ``/metrics``;
+- **API keys** (``serve.keys``): inference routes need an inference or admin key, admin routes (LoRA load/unload,
+  promote, rollback, metrics) an admin key, once any key exists;
+- **a clean 503** with Retry-After while vLLM is down (the supervisor in ``serve.server`` restarts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as PromCounter, Histogram, generate_latest
+
+from lorastack.errors import LorastackError, NotFound
+from serve.client import ServerClient
+from serve.keys import KeyStore, Role, allows
+from serve.loading import checked
+from serve.registry import AdapterVersion, Registry
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 10
+"""What a 503 tells clients to wait while vLLM restarts."""
+_INFERENCE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+_ADMIN_UPSTREAM = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+
+
+def versioned(adapter: AdapterVersion) -> str:
+    """The name an aliased version is served under in vLLM (and shown to clients as the response's model)."""
+    return adapter.ref
+
+
+def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Metrics:
+    """Prometheus metrics labelled by the model the client asked for (``alias``) and the version that served it."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ("alias", "version")
+        self.requests = PromCounter(
+            "lorastack_requests", "Inference requests", (*labels, "status"), registry=self.registry
+        )
+        self.prompt_tokens = PromCounter("lorastack_prompt_tokens", "Prompt tokens", labels, registry=self.registry)
+        self.completion_tokens = PromCounter(
+            "lorastack_completion_tokens", "Completion tokens", labels, registry=self.registry
+        )
+        self.errors = PromCounter("lorastack_errors", "Failed requests", (*labels, "reason"), registry=self.registry)
+        self.latency = Histogram(
+            "lorastack_request_seconds", "Total request time", labels, buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.ttft = Histogram(
+            "lorastack_time_to_first_token_seconds", "Time to the first streamed token (or the whole reply)", labels,
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+@dataclass
+class Target:
+    """Where one request goes: ``upstream`` is the vLLM model name; ``alias``/``version`` label its metrics."""
+
+    upstream: str
+    alias: str
+    version: str
+
+
+@dataclass
+class Routes:
+    """Alias -> versioned upstream name, and how many requests each upstream name has in flight."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    inflight: Counter = field(default_factory=Counter)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def acquire(self, model: str) -> Target:
+        """Resolve ``model`` and count the request in flight, in one step (so a switch cannot slip between)."""
+        with self.lock:
+            upstream = self.aliases.get(model, model)
+            self.inflight[upstream] += 1
+        version = upstream.rsplit("@", 1)[1] if "@" in upstream else ""
+        return Target(upstream, model, version)
+
+    def release(self, target: Target) -> None:
+        with self.lock:
+            self.inflight[target.upstream] -= 1
+            self.lock.notify_all()
+
+    def switch(self, alias: str, upstream: str) -> str | None:
+        with self.lock:
+            old = self.aliases.get(alias)
+            self.aliases[alias] = upstream
+            return old
+
+    def drain(self, upstream: str, timeout: float) -> bool:
+        """Wait until no request is in flight on ``upstream`` (and no alias points to it)."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.inflight[upstream] > 0 or upstream in self.aliases.values():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(left)
+        return True
+
+
+class Gateway:
+    """The front door's state and its FastAPI ``app``."""
+
+    def __init__(
+        self,
+        upstream: str,
+        registry: Registry,
+        base_name: str,
+        keys: KeyStore | None = None,
+        state_for_gate: Callable[[], object] | None = None,
+        drain_timeout: float = 600,
+    ) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.registry = registry
+        self.base_name = base_name
+        self.keys = keys or KeyStore(registry.home)
+        self.metrics = Metrics()
+        self.routes = Routes()
+        self.available = threading.Event()
+        self.available.set()
+        self.drain_timeout = drain_timeout
+        self._state_for_gate = state_for_gate
+        self._admin = threading.Lock()
+        self.client = ServerClient(self.upstream)
+        self.app = self._build()
+
+    # -- aliases ---------------------------------------------------------------------------------------------
+
+    def restore_aliases(self, say: Callable[[str], None] = lambda msg: None) -> list[LorastackError]:
+        """Load every aliased version under its versioned name and route the aliases to it (at every start)."""
+        errors: list[LorastackError] = []
+        served = self.client.served_adapters()
+        for alias, adapter in self.registry.aliases().items():
+            name = versioned(adapter)
+            try:
+                if name not in served:
+                    checked(self.registry, adapter.ref, self._state_for_gate() if self._state_for_gate else None)
+                    self.client.load_adapter(name, str(adapter.path))
+                    served[name] = str(adapter.path)
+            except LorastackError as exc:
+                errors.append(exc)
+                say(f"Could not restore alias {alias} -> {adapter.ref}: {exc}")
+                continue
+            self.routes.switch(alias, name)
+            say(f"Alias {alias} -> {adapter.ref}")
+        return errors
+
+    def promote(self, ref: str, alias: str) -> tuple[AdapterVersion, str | None]:
+        """Load ``ref`` beside what ``alias`` serves, check it with one completion, switch, then retire the old one.
+
+        A failure before the switch leaves the alias, the registry and vLLM as they were.
+        """
+        with self._admin:
+            adapter = checked(self.registry, ref, self._state_for_gate() if self._state_for_gate else None)
+            name = versioned(adapter)
+            fresh = name not in self.client.served_adapters()
+            if fresh:
+                self.client.load_adapter(name, str(adapter.path))
+            try:
+                self._probe(name)
+                old = self.routes.switch(alias, name)
+                try:
+                    self.registry.set_alias(alias, adapter)
+                except BaseException:
+                    self.routes.switch(alias, old) if old else self.routes.aliases.pop(alias, None)
+                    raise
+            except BaseException:
+                if fresh:
+                    self.client.unload_adapter(name)
+                raise
+        if old and old != name:
+            threading.Thread(target=self._retire, args=(old,), daemon=True, name=f"retire-{old}").start()
+        return adapter, old
+
+    def rollback(self, alias: str) -> tuple[AdapterVersion, str | None]:
+        current = self.registry.alias(alias)
+        if current is None:
+            raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
+        known = {a.ref for a in self.registry.list()}
+        for name, version, _ in self.registry.alias_history(alias):
+            ref = f"{name}@v{version}"
+            if ref != current.ref and ref in known:
+                return self.promote(ref, alias)
+        raise NotFound(f"{alias!r} has served no other version that is still registered.", "Promote one instead.")
+
+    def _probe(self, name: str) -> None:
+        """One real completion on ``name``: a version that cannot answer is never switched to."""
+        body = {"model": name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        try:
+            response = httpx.post(f"{self.upstream}/v1/chat/completions", json=body, timeout=120)
+        except httpx.TransportError as exc:
+            raise LorastackError(f"{name} did not answer its check ({exc.__class__.__name__}).") from None
+        if not response.is_success:
+            raise LorastackError(f"{name} failed its check (HTTP {response.status_code}): {response.text[:200]}")
+
+    def _retire(self, upstream: str) -> None:
+        if not self.routes.drain(upstream, self.drain_timeout):
+            logger.warning("%s still busy after %s s; left loaded", upstream, self.drain_timeout)
+            return
+        with self._admin:  # no promotion may re-point an alias at it between the check and the unload
+            with self.routes.lock:
+                if upstream in self.routes.aliases.values() or self.routes.inflight[upstream] > 0:
+                    return
+            try:
+                self.client.unload_adapter(upstream)
+                logger.info("Unloaded %s after it drained", upstream)
+            except LorastackError as exc:
+                logger.warning("Could not unload %s: %s", upstream, exc)
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+
+    def _key(self, request: Request) -> str | None:
+        header = request.headers.get("authorization", "")
+        return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+    def _denied(self, request: Request, needed: Role) -> JSONResponse | None:
+        if not self.keys.enabled():
+            return None
+        role = self.keys.role_of(self._key(request))
+        if allows(role, needed):
+            return None
+        if role is None:
+            return _error(401, "Missing or invalid API key (Authorization: Bearer KEY).", "authentication_error")
+        return _error(401, "This route needs an admin key.", "authentication_error")
+
+    def _down(self) -> JSONResponse:
+        return _error(
+            503, "The model server is restarting; retry shortly.", "service_unavailable",
+            {"Retry-After": str(RETRY_AFTER_S)},
+        )  # fmt: skip
+
+    def _build(self) -> FastAPI:
+        app = FastAPI(title="lorastack", docs_url=None, redoc_url=None)
+        http = httpx.AsyncClient(base_url=self.upstream, timeout=httpx.Timeout(600, connect=5))
+
+        @app.get("/health")
+        async def health() -> Response:
+            if not self.available.is_set():
+                return self._down()
+            return JSONResponse({"status": "ok"})
+
+        @app.get("/metrics")
+        async def metrics(request: Request) -> Response:
+            if denied := self._denied(request, Role.admin):
+                return denied
+            return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+        @app.get("/v1/models")
+        async def models(request: Request) -> Response:
+            if denied := self._denied(request, Role.inference):
+                return denied
+            if not self.available.is_set():
+                return self._down()
+            try:
+                upstream = await http.get("/v1/models")
+            except httpx.TransportError:
+                return self._down()
+            data = upstream.json()
+            with self.routes.lock:
+                aliases = dict(self.routes.aliases)
+            now = int(time.time())
+            for alias, target in sorted(aliases.items()):
+                data["data"].append({
+                    "id": alias, "object": "model", "created": now, "owned_by": "lorastack",
+                    "root": target, "parent": self.base_name,
+                })  # fmt: skip
+            return JSONResponse(data)
+
+        @app.get("/admin/aliases")
+        async def aliases(request: Request) -> Response:
+            if denied := self._denied(request, Role.admin):
+                return denied
+            with self.routes.lock:
+                return JSONResponse(dict(self.routes.aliases))
+
+        @app.post("/admin/promote")
+        async def promote(request: Request) -> Response:
+            if denied := self._denied(request, Role.admin):
+                return denied
+            body = await request.json()
+            try:
+                adapter, old = await run_in_threadpool(self.promote, body["ref"], body["alias"])
+            except LorastackError as exc:
+                return _error(409 if not isinstance(exc, NotFound) else 404, str(exc), "invalid_request_error")
+            except KeyError:
+                return _error(400, "Give {\"ref\": \"NAME@vN\", \"alias\": \"ALIAS\"}.", "invalid_request_error")
+            return JSONResponse({"alias": body["alias"], "ref": adapter.ref, "previous": old})
+
+        @app.post("/admin/rollback")
+        async def rollback(request: Request) -> Response:
+            if denied := self._denied(request, Role.admin):
+                return denied
+            body = await request.json()
+            try:
+                adapter, old = await run_in_threadpool(self.rollback, body.get("alias", "default"))
+            except LorastackError as exc:
+                return _error(409 if not isinstance(exc, NotFound) else 404, str(exc), "invalid_request_error")
+            return JSONResponse({"alias": body.get("alias", "default"), "ref": adapter.ref, "previous": old})
+
+        @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
+        async def passthrough(path: str, request: Request) -> Response:
+            route = "/" + path
+            needed = Role.admin if route in _ADMIN_UPSTREAM else Role.inference
+            if denied := self._denied(request, needed):
+                return denied
+            if not self.available.is_set():
+                return self._down()
+            if request.method == "POST" and route in _INFERENCE:
+                return await self._inference(http, route, request)
+            try:
+                upstream = await http.request(request.method, route, content=await request.body(),
+                                              headers={"content-type": request.headers.get("content-type", "")})
+            except httpx.TransportError:
+                return self._down()
+            return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+
+        @app.on_event("shutdown")
+        async def close() -> None:
+            await http.aclose()
+
+        return app
+
+    async def _inference(self, http: httpx.AsyncClient, route: str, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return _error(400, "The request body is not JSON.", "invalid_request_error")
+        model = str(body.get("model") or self.base_name)
+        target = self.routes.acquire(model)
+        labels = (target.alias, target.version)
+        started = time.perf_counter()
+        body["model"] = target.upstream
+        streaming = bool(body.get("stream"))
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if streaming:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        try:
+            upstream = await http.send(http.build_request("POST", route, json=body), stream=True)
+        except httpx.TransportError:
+            self.routes.release(target)
+            self.metrics.errors.labels(*labels, "unavailable").inc()
+            self.metrics.requests.labels(*labels, "503").inc()
+            return self._down()
+        if not streaming or upstream.status_code != 200:
+            try:
+                content = await upstream.aread()
+            finally:
+                await upstream.aclose()
+                self.routes.release(target)
+            elapsed = time.perf_counter() - started
+            self._account(labels, upstream.status_code, elapsed, elapsed, _usage(content))
+            return Response(content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+        return StreamingResponse(
+            self._relay(upstream, target, labels, started, wants_usage), media_type="text/event-stream"
+        )
+
+    async def _relay(self, upstream: httpx.Response, target: Target, labels: tuple[str, str], started: float,
+                     wants_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
+        first: float | None = None
+        usage: dict | None = None
+        status = "200"
+        buffer = b""
+        try:
+            async for chunk in upstream.aiter_raw():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    payload = event[6:] if event.startswith(b"data: ") else b""
+                    if payload and payload != b"[DONE]":
+                        try:
+                            parsed = json.loads(payload)
+                        except ValueError:
+                            parsed = {}
+                        if parsed.get("usage"):
+                            usage = parsed["usage"]
+                            if not parsed.get("choices") and not wants_usage:
+                                continue  # the usage-only chunk we asked for, not the client
+                        if first is None and parsed.get("choices"):
+                            first = time.perf_counter()
+                    yield event + b"\n\n"
+            if buffer:
+                yield buffer
+        except (httpx.TransportError, asyncio.CancelledError):
+            status = "499"
+            raise
+        finally:
+            await upstream.aclose()
+            self.routes.release(target)
+            end = time.perf_counter()
+            self._account(labels, status, end - started, (first or end) - started, usage)
+
+    def _account(self, labels: tuple[str, str], status: int | str, seconds: float, ttft: float,
+                 usage: dict | None) -> None:  # fmt: skip
+        m = self.metrics
+        m.requests.labels(*labels, str(status)).inc()
+        if str(status) != "200":
+            m.errors.labels(*labels, f"http_{status}").inc()
+            return
+        m.latency.labels(*labels).observe(seconds)
+        m.ttft.labels(*labels).observe(ttft)
+        if usage:
+            m.prompt_tokens.labels(*labels).inc(usage.get("prompt_tokens") or 0)
+            m.completion_tokens.labels(*labels).inc(usage.get("completion_tokens") or 0)
+
+
+def _usage(content: bytes) -> dict | None:
+    try:
+        return json.loads(content).get("usage")
+    except (ValueError, AttributeError):
+        return None

@@ -1,0 +1,170 @@
+"""The front door on the real vLLM CPU server: aliases with promotion under load and rollback, API keys,
+per-version metrics, and recovery when vLLM dies."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+from lorastack.errors import LorastackError
+from serve.keys import KeyStore, Role
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def support(vllm_server, make_adapter):
+    """support@v1 and support@v2: two different random adapters, registered."""
+    registry, base = vllm_server.registry, vllm_server.state.base
+    shapes = base.weight_shapes()
+    return [registry.register("support", make_adapter(seed=s), base, shapes) for s in (21, 22)]
+
+
+def _stream(client, model: str, out: list, errors: list) -> None:
+    try:
+        stream = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Count slowly from one to fifty."}],
+            max_tokens=48, temperature=0, stream=True,
+        )  # fmt: skip
+        out.append({chunk.model for chunk in stream})
+    except Exception as exc:  # noqa: BLE001 - any failure is what the test counts
+        errors.append(exc)
+
+
+def _served(vllm_server) -> set[str]:
+    """What vLLM itself serves, behind the front door."""
+    return {m["id"] for m in httpx.get(f"{vllm_server.state.upstream_url}/v1/models").json()["data"]}
+
+
+def test_promotion_under_streaming_load_then_rollback(vllm_server, support) -> None:
+    v1, v2 = support
+    client, admin = vllm_server.openai(), vllm_server.state.client
+    admin.promote(v1.ref, "support")
+    assert client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=2).model == "support@v1"  # fmt: skip
+
+    results: list[set] = []
+    errors: list[Exception] = []
+    threads = [threading.Thread(target=_stream, args=(client, "support", results, errors)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # the streams are under way
+    admin.promote(v2.ref, "support")
+    after = client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    for t in threads:
+        t.join(timeout=300)
+
+    assert errors == [] and len(results) == 4
+    assert all(len(models) == 1 for models in results), results  # each response from one version
+    assert after.model == "support@v2"
+    deadline = time.monotonic() + 60  # v1 is unloaded once its streams have drained
+    while "support@v1" in _served(vllm_server) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "support@v1" not in _served(vllm_server)
+    listed = {m.id: m for m in client.models.list().data}
+    assert listed["support"].root == "support@v2"
+
+    admin.rollback("support")
+    assert vllm_server.registry.alias("support").ref == v1.ref
+    assert client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=2).model == "support@v1"  # fmt: skip
+
+
+def test_failed_promotion_changes_nothing(vllm_server, support, make_adapter) -> None:
+    registry, admin = vllm_server.registry, vllm_server.state.client
+    base = vllm_server.state.base
+    broken = registry.register("support", make_adapter(seed=23), base, base.weight_shapes())
+    (broken.path / "adapter_model.safetensors").write_bytes(b"garbage")
+    before_alias, before_served = registry.alias("support"), _served(vllm_server)
+
+    with pytest.raises(LorastackError, match="sha256"):
+        admin.promote(broken.ref, "support")
+
+    assert registry.alias("support") == before_alias
+    assert _served(vllm_server) == before_served
+
+
+def test_api_keys_guard_inference_and_admin_routes(vllm_server) -> None:
+    store = KeyStore(vllm_server.registry.home)
+    inference_info, inference = store.create(Role.inference, "test")
+    admin_info, admin = store.create(Role.admin, "test")
+    url = vllm_server.state.url
+    chat = {"model": vllm_server.state.base_name, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    routes = [
+        ("GET", "/v1/models", None, Role.inference),
+        ("POST", "/v1/chat/completions", chat, Role.inference),
+        ("POST", "/v1/load_lora_adapter", {"lora_name": "x"}, Role.admin),
+        ("POST", "/admin/promote", {}, Role.admin),
+        ("GET", "/metrics", None, Role.admin),
+    ]
+    try:
+        time.sleep(1.1)  # the key cache re-reads at least once a second
+        for method, path, body, needed in routes:
+            for key, role in ((None, None), ("lsk-wrong", None), (inference, Role.inference), (admin, Role.admin)):
+                headers = {"Authorization": f"Bearer {key}"} if key else {}
+                status = httpx.request(method, url + path, json=body, headers=headers, timeout=120).status_code
+                allowed = role is Role.admin or role == needed
+                assert (status != 401) == allowed, (method, path, role, status)
+    finally:
+        store.revoke(inference_info.id)
+        store.revoke(admin_info.id)
+    time.sleep(1.1)
+    assert httpx.get(f"{url}/v1/models").status_code == 200
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"{name}\{{(.*)\}} (\S+)$", line)
+        if match and all(f'{k}="{v}"' in match.group(1) for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def test_metrics_count_requests_and_tokens_per_version(vllm_server, support) -> None:
+    client, url = vllm_server.openai(), vllm_server.state.url
+    vllm_server.state.client.promote(support[1].ref, "metered")
+    before = httpx.get(f"{url}/metrics").text
+    usages = [client.chat.completions.create(model="metered", messages=[{"role": "user", "content": f"hi {i}"}],
+                                             max_tokens=5).usage for i in range(3)]  # fmt: skip
+    streamed = list(client.chat.completions.create(
+        model="metered", messages=[{"role": "user", "content": "hello"}], max_tokens=5, stream=True))
+    after = httpx.get(f"{url}/metrics").text
+
+    labels = {"alias": "metered", "version": "v2"}
+
+    def delta(name: str, **extra: str) -> float:
+        return _metric(after, name, **labels, **extra) - _metric(before, name, **labels, **extra)
+
+    assert delta("lorastack_requests_total", status="200") == 4
+    assert delta("lorastack_completion_tokens_total") >= sum(u.completion_tokens for u in usages) + 1
+    assert delta("lorastack_request_seconds_count") == 4
+    assert delta("lorastack_time_to_first_token_seconds_count") == 4
+    assert all(c.usage is None for c in streamed)  # the usage chunk the front door asked for is not passed on
+
+
+def test_vllm_dying_gives_503_then_recovers_with_aliases(vllm_server, support) -> None:
+    client = vllm_server.openai()
+    vllm_server.state.client.promote(support[0].ref, "survivor")
+    os.killpg(vllm_server.server.state.engine_pid, signal.SIGKILL)
+
+    deadline, saw_503 = time.monotonic() + 30, None
+    while time.monotonic() < deadline and saw_503 is None:
+        response = httpx.post(f"{vllm_server.state.url}/v1/chat/completions", timeout=30, json={
+            "model": "survivor", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+        if response.status_code == 503:
+            saw_503 = response
+    assert saw_503 is not None and saw_503.headers["retry-after"]
+    deadline = time.monotonic() + 600
+    while httpx.get(f"{vllm_server.state.url}/health").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    reply = client.chat.completions.create(model="survivor", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert reply.model == "support@v1"
+    assert vllm_server.server.restarts >= 1
