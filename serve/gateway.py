@@ -267,7 +267,11 @@ class Gateway:
         async def health() -> Response:
             if not self.available.is_set():
                 return self._down()
-            return JSONResponse({"status": "ok"})
+            try:
+                upstream = await http.get("/health", timeout=5)
+            except httpx.TransportError:
+                return self._down()
+            return JSONResponse({"status": "ok"}) if upstream.status_code == 200 else self._down()
 
         @app.get("/metrics")
         async def metrics(request: Request) -> Response:
