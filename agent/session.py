@@ -40,7 +40,12 @@ def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = 
 
     with running_server(progress=progress) as state:
         model = config.adapter or config.model or default_model(state)
-        yield Endpoint(f"{state.url}/v1", "unused", model, state.tool_call_parser is not None)
+        yield Endpoint(f"{state.url}/v1", config.api_key or local_key(), model, state.tool_call_parser is not None)
+
+
+def local_key() -> str:
+    """The key lorastack's own commands present to the front door (needed once keys exist)."""
+    return os.environ.get("LORASTACK_API_KEY") or os.environ.get("LORASTACK_ADMIN_KEY") or "unused"
 
 
 def default_model(state) -> str:  # state: serve.state.ServerState

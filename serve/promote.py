@@ -61,7 +61,9 @@ def promote(
     from agent.evaluate import load_items
 
     items = load_items(gate.eval_file, gate.limit)
-    config = AgentConfig(base_url=f"{server.url}/v1")  # this server, whatever LORASTACK_HOME says
+    from agent.session import local_key
+
+    config = AgentConfig(base_url=f"{server.url}/v1", api_key=local_key())  # this server, whatever the home
     served = {m["id"] for m in server.client.models()}
     baseline_model = alias if current is not None and alias in served else server.base_name
     say(f"Evaluating {baseline_model} (what {alias!r} serves now) on {len(items)} items...")
