@@ -41,6 +41,7 @@ RETRY_AFTER_S = 10
 """What a 503 tells clients to wait while vLLM restarts."""
 _INFERENCE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 _ADMIN_UPSTREAM = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 
@@ -245,6 +246,13 @@ class Gateway:
 
     def _denied(self, request: Request, needed: Role) -> JSONResponse | None:
         if not self.keys.enabled():
+            # No key yet: inference is open (as vLLM is), admin only from this machine.
+            host = request.client.host if request.client else ""
+            if needed is Role.admin and host not in _LOOPBACK:
+                return _error(
+                    401, "Admin routes need an admin key when called from another machine: create one with "
+                    "`lorastack keys create --role admin`.", "authentication_error",
+                )  # fmt: skip
             return None
         role = self.keys.role_of(self._key(request))
         if allows(role, needed):

@@ -1,0 +1,62 @@
+"""The front door's routing and access rules that need no model server (the rest runs against real vLLM in
+tests/integration/test_front_door.py)."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi.testclient import TestClient
+
+from serve.gateway import Gateway, Routes
+from serve.keys import KeyStore, Role
+from serve.registry import Registry
+
+
+def _gateway() -> Gateway:
+    return Gateway("http://127.0.0.1:9", Registry(), "base-model")  # nothing listens upstream
+
+
+def test_without_keys_admin_routes_refuse_other_machines() -> None:
+    remote = TestClient(_gateway().app, client=("203.0.113.7", 5000))
+    local = TestClient(_gateway().app, client=("127.0.0.1", 5000))
+
+    refused = remote.get("/metrics")
+    assert refused.status_code == 401 and "admin key" in refused.json()["error"]["message"]
+    assert remote.post("/admin/promote", json={}).status_code == 401
+    assert local.get("/metrics").status_code == 200
+
+
+def test_with_keys_every_route_wants_one_and_errors_are_openai_shaped() -> None:
+    gateway = _gateway()
+    _, admin = KeyStore().create(Role.admin)
+    _, inference = KeyStore().create(Role.inference)
+    local = TestClient(gateway.app, client=("127.0.0.1", 5000))
+
+    missing = local.get("/v1/models")
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    assert local.get("/metrics", headers={"Authorization": f"Bearer {inference}"}).status_code == 401
+    assert local.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
+
+
+def test_upstream_down_is_a_503_with_retry_after() -> None:
+    local = TestClient(_gateway().app, client=("127.0.0.1", 5000))
+    response = local.post("/v1/chat/completions", json={"model": "base-model", "messages": []})
+    assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
+    assert local.get("/health").status_code == 503
+
+
+def test_routes_count_in_flight_per_version_and_drain_waits_for_them() -> None:
+    routes = Routes()
+    routes.switch("support", "support@v1")
+    target = routes.acquire("support")
+    routes.switch("support", "support@v2")
+    assert target.upstream == "support@v1" and routes.acquire("support").upstream == "support@v2"
+
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: done.set() if routes.drain("support@v1", 10) else None)
+    waiter.start()
+    assert not done.wait(0.2)  # still one request in flight on v1
+    routes.release(target)
+    waiter.join(5)
+    assert done.is_set()
+    assert routes.drain("support@v2", 0.1) is False  # the alias still points there
