@@ -12,17 +12,31 @@ from transformers import TrainerCallback
 
 
 class TokenCounter:
-    """Wraps a data collator and counts the non-padding tokens it hands to the model."""
+    """Counts the non-padding tokens of the batches the model trains on.
 
-    def __init__(self, collator: Any) -> None:
-        self.collator = collator
+    Fed from ``Trainer.training_step`` (see :func:`counting_trainer`), not from the collator: the collator
+    also builds eval batches and the batch the data loader fetches ahead, which are not trained on.
+    """
+
+    def __init__(self) -> None:
         self.tokens = 0
 
-    def __call__(self, features: list[dict]) -> dict:
-        batch = self.collator(features)
+    def add(self, batch: dict) -> None:
         mask = batch.get("attention_mask")
+        # Padded batches carry a mask; padding-free ones have none and no padding either.
         self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
-        return batch
+
+
+def counting_trainer(counter: TokenCounter) -> type:
+    """A ``transformers.Trainer`` subclass that reports each training batch to ``counter``."""
+    from transformers import Trainer
+
+    class CountingTrainer(Trainer):
+        def training_step(self, model, inputs, *args, **kwargs):
+            counter.add(inputs)
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    return CountingTrainer
 
 
 class RichProgress(TrainerCallback):

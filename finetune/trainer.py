@@ -23,7 +23,7 @@ from finetune.backends import Plan, load_model, resolve
 from finetune.card import write_card
 from finetune.config import TrainConfig
 from finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
-from finetune.progress import RichProgress, TokenCounter, plot_loss_curve
+from finetune.progress import RichProgress, TokenCounter, counting_trainer, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
 from lorastack.templates import TOOLS_TEMPLATE
@@ -122,22 +122,20 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
     attention = None if plan.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
-    counter = TokenCounter(collator)
+    counter = TokenCounter()
     console.print(f"Batching: {collate_reason}", highlight=False)
-
-    from transformers import Trainer
 
     if plan.on_gpu:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     progress = RichProgress(console, counter)
-    trainer = Trainer(
+    trainer = counting_trainer(counter)(
         model=model,
         args=_training_arguments(config, plan, eval_set is not None),
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=counter,
+        data_collator=collator,
         callbacks=[progress],
     )
     if resume:

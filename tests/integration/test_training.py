@@ -60,6 +60,24 @@ def test_base_frozen_adapter_moved_loss_down(trained, base_model) -> None:
     assert len(losses) == 8 and sum(losses[-3:]) < sum(losses[:3])
 
 
+def test_token_count_is_the_trained_tokens_only(tmp_path: Path, base_model) -> None:
+    """Eval batches and the batch fetched ahead go through the same collator; only trained ones count."""
+    from transformers import AutoTokenizer
+
+    from finetune.data import load_examples
+    from finetune.trainer import chat_template_for
+
+    extra = ("data.eval_fraction=0.25", "training.epochs=1", "training.eval_steps=1")
+    config = tiny_config(tmp_path / "run", *extra)
+    result = train(config, Console(quiet=True))
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model.path)
+    template = chat_template_for(config, base_model)
+    train_set, eval_set, _ = load_examples(config.data, tokenizer, template, seed=config.training.seed)
+    assert len(eval_set) > 0
+    assert result.metrics["non_padding_tokens"] == sum(len(row["input_ids"]) for row in train_set)
+
+
 def test_output_is_a_registrable_adapter_with_card(trained, base_model, base_shapes) -> None:
     adapter = trained.adapter_dir
     assert {"adapter_config.json", "adapter_model.safetensors", "training_card.json", "README.md"} <= {
