@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from lorastack.db import transaction
 from lorastack.errors import LorastackError, NotFound
 from lorastack.paths import home_dir
 
@@ -104,16 +105,9 @@ class KeyStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection whose ``with`` block is one short transaction (committed, or rolled back on error)."""
-        with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        """One short transaction (committed, or rolled back on error)."""
+        with transaction(self.db_path) as db:
+            yield db
         self._cache = None  # our own writes count at once
 
     # -- managing ----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lorastack.db import transaction
 from lorastack.errors import AdapterRejected, NotFound
 from lorastack.models import BaseModel
 from lorastack.paths import home_dir
@@ -140,16 +141,8 @@ class Registry:
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A connection whose ``with`` block is one transaction (committed, or rolled back on error)."""
-        with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        with transaction(self.db_path) as db:
+            yield db
 
     # -- reading -----------------------------------------------------------------------------------
 
