@@ -33,8 +33,8 @@ def two_adapters(vllm_server, make_adapter, base_model, base_shapes):
 def test_models_lists_loaded_adapters_with_base_as_parent(two_adapters) -> None:
     models = {m.id: m for m in two_adapters.openai().models.list().data}
     base = two_adapters.state.base_name
-    assert set(models) == {base, "alpha", "beta"}
-    assert models["alpha"].parent == base and models["beta"].parent == base
+    assert {base, "alpha", "beta"} <= set(models)  # the session's server also has other tests' adapters
+    assert all(m.parent == base for name, m in models.items() if name != base)
     assert models[base].parent is None
 
 
