@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
+from finetune.data.collate import count_tokens
+
 
 class TokenCounter:
     """Counts the non-padding tokens of the batches the model trains on.
@@ -22,9 +24,7 @@ class TokenCounter:
         self.tokens = 0
 
     def add(self, batch: dict) -> None:
-        mask = batch.get("attention_mask")
-        # Padded batches carry a mask; padding-free ones have none and no padding either.
-        self.tokens += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        self.tokens += count_tokens(batch)
 
 
 def counting_trainer(counter: TokenCounter) -> type:
