@@ -390,6 +390,8 @@ class Gateway:
                 await upstream.aclose()
                 self.routes.release(target)
             elapsed = time.perf_counter() - started
+            if upstream.status_code == 404:  # a model name vLLM does not know: one label, not one per typo
+                labels = ("unknown", "")
             self._account(labels, upstream.status_code, elapsed, elapsed, _usage(content))
             return Response(content, upstream.status_code, media_type=upstream.headers.get("content-type"))
         return StreamingResponse(

@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import openai
 import pytest
 
 from lorastack.errors import LorastackError
@@ -137,6 +138,8 @@ def test_metrics_count_requests_and_tokens_per_version(vllm_server, support) -> 
                                              max_tokens=5).usage for i in range(3)]  # fmt: skip
     streamed = list(client.chat.completions.create(
         model="metered", messages=[{"role": "user", "content": "hello"}], max_tokens=5, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model-7", messages=[{"role": "user", "content": "hi"}])
     after = httpx.get(f"{url}/metrics").text
 
     labels = {"alias": "metered", "version": "v2"}
@@ -148,7 +151,10 @@ def test_metrics_count_requests_and_tokens_per_version(vllm_server, support) -> 
     assert delta("lorastack_completion_tokens_total") >= sum(u.completion_tokens for u in usages) + 1
     assert delta("lorastack_request_seconds_count") == 4
     assert delta("lorastack_time_to_first_token_seconds_count") == 4
-    assert all(c.usage is None for c in streamed)  # the usage chunk the front door asked for is not passed on
+    assert all(c.usage is None for c in streamed)
+    # Unknown model names share one label (clients cannot grow the label set without bound).
+    assert "no-such-model-7" not in after
+    assert _metric(after, "lorastack_requests_total", alias="unknown", status="404") >= 1  # the usage chunk the front door asked for is not passed on
 
 
 def test_vllm_dying_gives_503_then_recovers_with_aliases(vllm_server, support) -> None:
