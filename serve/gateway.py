@@ -189,16 +189,12 @@ class Gateway:
                 self.client.load_adapter(name, str(adapter.path))
             try:
                 self._probe(name)
-                old = self.routes.switch(alias, name)
-                try:
-                    self.registry.set_alias(alias, adapter)
-                except BaseException:
-                    self.routes.switch(alias, old) if old else self.routes.aliases.pop(alias, None)
-                    raise
+                self.registry.set_alias(alias, adapter)  # persisted first: if this fails, nothing has switched
             except BaseException:
                 if fresh:
                     self.client.unload_adapter(name)
                 raise
+            old = self.routes.switch(alias, name)  # the switch itself: one assignment under the routes lock
         if old and old != name:
             threading.Thread(target=self._retire, args=(old,), daemon=True, name=f"retire-{old}").start()
         return adapter, old
