@@ -16,9 +16,9 @@ class ServerClient:
     timeout: float = 120
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        # The front door asks for the admin key once keys exist; local commands pass it from the environment.
-        admin_key = os.environ.get("LORASTACK_ADMIN_KEY", "").strip()
-        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+        # The front door asks for a key once keys exist; local commands pass the one in the environment.
+        key = (os.environ.get("LORASTACK_ADMIN_KEY") or os.environ.get("LORASTACK_API_KEY") or "").strip()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, headers=headers, **kwargs)
         except httpx.TransportError as exc:

@@ -186,14 +186,16 @@ class VLLMProcess:
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM the whole process group, then SIGKILL what is left after ``grace`` seconds."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None:
             return
         pgid = self.process.pid  # start_new_session made it the group leader
-        _signal_group(pgid, signal.SIGTERM)
-        try:
-            self.process.wait(grace)
-        except subprocess.TimeoutExpired:
-            logger.warning("vLLM did not stop within %s s; killing it", grace)
+        if self.process.poll() is None:
+            _signal_group(pgid, signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                logger.warning("vLLM did not stop within %s s; killing it", grace)
+        # Also when the leader is already gone: its workers may live on, holding the port and (GPU) memory.
         _signal_group(pgid, signal.SIGKILL)  # workers that outlived the leader
         self.process.wait()
         # Return only once every worker is gone, so the port and memory are free for whatever comes next.

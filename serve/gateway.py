@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 10
 """What a 503 tells clients to wait while vLLM restarts."""
 _INFERENCE = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-_ADMIN_UPSTREAM = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
+_INFERENCE_OTHER = ("/tokenize", "/detokenize", "/version", "/ping")
+"""vLLM routes an inference key may also reach; every other vLLM route (LoRA load/unload, SageMaker's /adapters,
+profiling, pause...) needs the admin key."""
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -109,6 +111,8 @@ class Routes:
     def release(self, target: Target) -> None:
         with self.lock:
             self.inflight[target.upstream] -= 1
+            if self.inflight[target.upstream] <= 0:
+                del self.inflight[target.upstream]  # names clients make up must not pile up
             self.lock.notify_all()
 
     def switch(self, alias: str, upstream: str) -> str | None:
@@ -159,6 +163,10 @@ class Gateway:
 
     def restore_aliases(self, say: Callable[[str], None] = lambda msg: None) -> list[LorastackError]:
         """Load every aliased version under its versioned name and route the aliases to it (at every start)."""
+        with self._admin:  # a promotion cannot interleave with a restore
+            return self._restore_aliases(say)
+
+    def _restore_aliases(self, say: Callable[[str], None]) -> list[LorastackError]:
         errors: list[LorastackError] = []
         served = self.client.served_adapters()
         for alias, adapter in self.registry.aliases().items():
@@ -315,7 +323,14 @@ class Gateway:
         async def promote(request: Request) -> Response:
             if denied := self._denied(request, Role.admin):
                 return denied
-            body = await request.json()
+            if not self.available.is_set():
+                return self._down()
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return _error(400, "The request body must be a JSON object.", "invalid_request_error")
             try:
                 adapter, old = await run_in_threadpool(self.promote, body["ref"], body["alias"])
             except LorastackError as exc:
@@ -328,7 +343,14 @@ class Gateway:
         async def rollback(request: Request) -> Response:
             if denied := self._denied(request, Role.admin):
                 return denied
-            body = await request.json()
+            if not self.available.is_set():
+                return self._down()
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return _error(400, "The request body must be a JSON object.", "invalid_request_error")
             try:
                 adapter, old = await run_in_threadpool(self.rollback, body.get("alias", "default"))
             except LorastackError as exc:
@@ -338,7 +360,8 @@ class Gateway:
         @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
         async def passthrough(path: str, request: Request) -> Response:
             route = "/" + path
-            needed = Role.admin if route in _ADMIN_UPSTREAM else Role.inference
+            inference = request.method == "POST" and route in _INFERENCE or route in _INFERENCE_OTHER
+            needed = Role.inference if inference else Role.admin
             if denied := self._denied(request, needed):
                 return denied
             if not self.available.is_set():
@@ -362,37 +385,48 @@ class Gateway:
         try:
             body = json.loads(await request.body())
         except ValueError:
-            return _error(400, "The request body is not JSON.", "invalid_request_error")
+            body = None
+        options = body.get("stream_options") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not isinstance(options or {}, dict):
+            return _error(400, "The request body must be a JSON object (stream_options an object).",
+                          "invalid_request_error")  # fmt: skip
         model = str(body.get("model") or self.base_name)
-        target = self.routes.acquire(model)
-        labels = (target.alias, target.version)
-        started = time.perf_counter()
-        body["model"] = target.upstream
         streaming = bool(body.get("stream"))
-        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        wants_usage = bool((options or {}).get("include_usage"))
         if streaming:
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+            body["stream_options"] = {**(options or {}), "include_usage": True}
+        target = self.routes.acquire(model)  # from here on, every path releases it
+        labels = (target.alias, target.version)
+        body["model"] = target.upstream
+        started = time.perf_counter()
         try:
             upstream = await http.send(http.build_request("POST", route, json=body), stream=True)
-        except httpx.TransportError:
+        except BaseException as exc:
             self.routes.release(target)
-            self.metrics.errors.labels(*labels, "unavailable").inc()
-            self.metrics.requests.labels(*labels, "503").inc()
+            if not isinstance(exc, httpx.TransportError):
+                raise
+            self._account(self._known(labels), 503, 0, 0, None)
             return self._down()
         if not streaming or upstream.status_code != 200:
             try:
                 content = await upstream.aread()
             finally:
-                await upstream.aclose()
                 self.routes.release(target)
+                await upstream.aclose()
             elapsed = time.perf_counter() - started
-            if upstream.status_code == 404:  # a model name vLLM does not know: one label, not one per typo
-                labels = ("unknown", "")
+            if upstream.status_code != 200:
+                labels = self._known(labels)
             self._account(labels, upstream.status_code, elapsed, elapsed, _usage(content))
             return Response(content, upstream.status_code, media_type=upstream.headers.get("content-type"))
         return StreamingResponse(
             self._relay(upstream, target, labels, started, wants_usage), media_type="text/event-stream"
         )
+
+    def _known(self, labels: tuple[str, str]) -> tuple[str, str]:
+        """Failed requests keep their labels only for aliases: any other name the client sent becomes "unknown",
+        so clients cannot grow the metrics' label sets without bound."""
+        with self.routes.lock:
+            return labels if labels[0] in self.routes.aliases or labels[0] == self.base_name else ("unknown", "")
 
     async def _relay(self, upstream: httpx.Response, target: Target, labels: tuple[str, str], started: float,
                      wants_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
@@ -401,7 +435,7 @@ class Gateway:
         status = "200"
         buffer = b""
         try:
-            async for chunk in upstream.aiter_raw():
+            async for chunk in upstream.aiter_bytes():
                 buffer += chunk
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
@@ -410,6 +444,8 @@ class Gateway:
                         try:
                             parsed = json.loads(payload)
                         except ValueError:
+                            parsed = {}
+                        if not isinstance(parsed, dict):
                             parsed = {}
                         if parsed.get("usage"):
                             usage = parsed["usage"]
@@ -424,8 +460,8 @@ class Gateway:
             status = "499"
             raise
         finally:
-            await upstream.aclose()
             self.routes.release(target)
+            await upstream.aclose()
             end = time.perf_counter()
             self._account(labels, status, end - started, (first or end) - started, usage)
 

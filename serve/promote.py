@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastack.errors import AdapterRejected, AlreadyExists, NotFound, ServerError
-from serve.loading import checked, load_adapter, unload_adapter
+from serve.loading import checked
 from serve.registry import AdapterVersion, Registry
 from serve.state import ServerState
 
@@ -60,19 +60,23 @@ def promote(
     from agent.eval_run import run_eval
     from agent.evaluate import load_items
 
-    items = load_items(gate.eval_file, gate.limit)
     from agent.session import local_key
 
+    items = load_items(gate.eval_file, gate.limit)
     config = AgentConfig(base_url=f"{server.url}/v1", api_key=local_key())  # this server, whatever the home
     served = {m["id"] for m in server.client.models()}
     baseline_model = alias if current is not None and alias in served else server.base_name
     say(f"Evaluating {baseline_model} (what {alias!r} serves now) on {len(items)} items...")
     baseline = run_eval(items, config, [baseline_model], gate.corpus, say)[0].accuracy
-    before = registry.loaded_version(adapter.name)
-    load_adapter(registry, adapter.ref, server)
+    # The candidate is evaluated under its versioned name, the one the front door promotes: neither the alias nor
+    # an adapter served under its plain name is touched, and a refusal takes it out again.
+    candidate = adapter.ref
+    fresh = candidate not in served
+    if fresh:
+        server.client.load_adapter(candidate, str(adapter.path))
     try:
-        say(f"Evaluating {adapter.ref}...")
-        accuracy = run_eval(items, config, [adapter.name], gate.corpus, say)[0].accuracy
+        say(f"Evaluating {candidate}...")
+        accuracy = run_eval(items, config, [candidate], gate.corpus, say)[0].accuracy
         if accuracy < gate.min_accuracy or accuracy <= baseline:
             raise AdapterRejected(
                 f"{adapter.ref} scored {accuracy:.1%} on {gate.eval_file.name} ({len(items)} items), "
@@ -80,8 +84,10 @@ def promote(
                 f"{baseline_model}, so {alias!r} stays on {current.ref if current else 'the base model'}.",
                 "Train it further, or give another --eval / --min-accuracy.",
             )
-    finally:
-        _put_back(registry, server, adapter.name, before)  # it was loaded under its name only to be evaluated
+    except BaseException:
+        if fresh:
+            server.client.unload_adapter(candidate)
+        raise
     return Promotion(adapter, _switch(registry, adapter, alias, server, current), accuracy, baseline, baseline_model)
 
 
@@ -108,11 +114,3 @@ def _switch(
     else:
         server.client.promote(adapter.ref, alias)
     return current
-
-
-def _put_back(registry: Registry, server: ServerState, name: str, version: int | None) -> None:
-    """Serve ``name`` under its plain name as before the evaluation: its old version, or not at all."""
-    if version is None:
-        unload_adapter(registry, name, server)
-    else:
-        load_adapter(registry, f"{name}@v{version}", server)

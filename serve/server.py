@@ -104,9 +104,9 @@ class RunningServer:
                 self.process.wait_healthy(self.config.startup_timeout)
                 restore_loaded(self.registry, self.state.direct(), say)
                 self.gateway.restore_aliases(say)
-            except LorastackError as exc:
-                self.failure = exc
-                say(f"vLLM could not be restarted: {exc}")
+            except Exception as exc:  # noqa: BLE001 - whatever it is, the server is down: say so, stop serving
+                self.failure = exc if isinstance(exc, LorastackError) else ServerError(f"vLLM restart failed: {exc!r}")
+                say(f"vLLM could not be restarted: {self.failure}")
                 return
             self.restarts += 1
             self.state = replace(self.state, engine_pid=self.process.process.pid)
@@ -164,8 +164,8 @@ def start_server(
         elif not ServerClient(upstream).healthy():
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
         server._serve_front()
-        write_state(state_path(registry.home), state)
         server.restore_errors = restore_loaded(registry, state.direct(), say) + gateway.restore_aliases(say)
+        write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:
             server._supervise(say)
     except BaseException:

@@ -60,3 +60,25 @@ def test_routes_count_in_flight_per_version_and_drain_waits_for_them() -> None:
     waiter.join(5)
     assert done.is_set()
     assert routes.drain("support@v2", 0.1) is False  # the alias still points there
+
+
+def test_only_inference_routes_take_an_inference_key() -> None:
+    gateway = _gateway()
+    _, inference = KeyStore().create(Role.inference)
+    local = TestClient(gateway.app, client=("127.0.0.1", 5000))
+    bearer = {"Authorization": f"Bearer {inference}"}
+    # vLLM's other routes that change the server (SageMaker's /adapters, profiling...) are admin routes.
+    assert local.delete("/adapters/support@v1", headers=bearer).status_code == 401
+    assert local.post("/adapters", json={}, headers=bearer).status_code == 401
+    assert local.post("/start_profile", headers=bearer).status_code == 401
+    assert local.post("/v1/chat/completions", json={"model": "m"}, headers=bearer).status_code == 503  # let in
+
+
+def test_malformed_requests_are_400_and_leave_nothing_in_flight() -> None:
+    gateway = _gateway()
+    local = TestClient(gateway.app, client=("127.0.0.1", 5000))
+    for body in ('{"stream": true, "stream_options": "x"}', "[1, 2]", "not json"):
+        response = local.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400, body
+    local.post("/v1/chat/completions", json={"model": "made-up-name"})  # upstream down: 503
+    assert not gateway.routes.inflight
