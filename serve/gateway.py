@@ -208,15 +208,9 @@ class Gateway:
         return adapter, old
 
     def rollback(self, alias: str) -> tuple[AdapterVersion, str | None]:
-        current = self.registry.alias(alias)
-        if current is None:
-            raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
-        known = {a.ref for a in self.registry.list()}
-        for name, version, _ in self.registry.alias_history(alias):
-            ref = f"{name}@v{version}"
-            if ref != current.ref and ref in known:
-                return self.promote(ref, alias)
-        raise NotFound(f"{alias!r} has served no other version that is still registered.", "Promote one instead.")
+        """Promote, the same way, the version ``alias`` served before the current one."""
+        _, previous = self.registry.rollback_target(alias)
+        return self.promote(previous.ref, alias)
 
     def _probe(self, name: str) -> None:
         """One real completion on ``name``: a version that cannot answer is never switched to."""
@@ -321,41 +315,15 @@ class Gateway:
 
         @app.post("/admin/promote")
         async def promote(request: Request) -> Response:
-            if denied := self._denied(request, Role.admin):
-                return denied
-            if not self.available.is_set():
-                return self._down()
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                return _error(400, "The request body must be a JSON object.", "invalid_request_error")
-            try:
-                adapter, old = await run_in_threadpool(self.promote, body["ref"], body["alias"])
-            except LorastackError as exc:
-                return _error(409 if not isinstance(exc, NotFound) else 404, str(exc), "invalid_request_error")
-            except KeyError:
-                return _error(400, "Give {\"ref\": \"NAME@vN\", \"alias\": \"ALIAS\"}.", "invalid_request_error")
-            return JSONResponse({"alias": body["alias"], "ref": adapter.ref, "previous": old})
+            return await self._admin_action(
+                request, lambda body: (body["alias"], self.promote(body["ref"], body["alias"]))
+            )
 
         @app.post("/admin/rollback")
         async def rollback(request: Request) -> Response:
-            if denied := self._denied(request, Role.admin):
-                return denied
-            if not self.available.is_set():
-                return self._down()
-            try:
-                body = await request.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                return _error(400, "The request body must be a JSON object.", "invalid_request_error")
-            try:
-                adapter, old = await run_in_threadpool(self.rollback, body.get("alias", "default"))
-            except LorastackError as exc:
-                return _error(409 if not isinstance(exc, NotFound) else 404, str(exc), "invalid_request_error")
-            return JSONResponse({"alias": body.get("alias", "default"), "ref": adapter.ref, "previous": old})
+            return await self._admin_action(
+                request, lambda body: (alias := body.get("alias", "default"), self.rollback(alias))
+            )
 
         @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
         async def passthrough(path: str, request: Request) -> Response:
@@ -380,6 +348,28 @@ class Gateway:
             await http.aclose()
 
         return app
+
+    async def _admin_action(
+        self, request: Request, action: Callable[[dict], tuple[str, tuple[AdapterVersion, str | None]]]
+    ) -> Response:
+        """An alias change requested over HTTP: admin key, vLLM up, a JSON object; LorastackError -> 404/409."""
+        if denied := self._denied(request, Role.admin):
+            return denied
+        if not self.available.is_set():
+            return self._down()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+        try:
+            alias, (adapter, old) = await run_in_threadpool(action, body)
+        except LorastackError as exc:
+            return _error(404 if isinstance(exc, NotFound) else 409, str(exc), "invalid_request_error")
+        except KeyError:
+            return _error(400, 'Give {"ref": "NAME@vN", "alias": "ALIAS"}.', "invalid_request_error")
+        return JSONResponse({"alias": alias, "ref": adapter.ref, "previous": old})
 
     async def _inference(self, http: httpx.AsyncClient, route: str, request: Request) -> Response:
         try:

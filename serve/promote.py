@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lorastack.errors import AdapterRejected, AlreadyExists, NotFound, ServerError
+from lorastack.errors import AdapterRejected, AlreadyExists, ServerError
 from serve.loading import checked
 from serve.registry import AdapterVersion, Registry
 from serve.state import ServerState
@@ -93,16 +93,9 @@ def promote(
 
 def rollback(registry: Registry, alias: str, server: ServerState | None) -> Promotion:
     """Point ``alias`` back at the version it served before the current one."""
-    current = registry.alias(alias)
-    if current is None:
-        raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
-    known = {a.ref for a in registry.list()}
-    for name, version in ((n, v) for n, v, _ in registry.alias_history(alias)):
-        ref = f"{name}@v{version}"
-        if ref != current.ref and ref in known:
-            adapter = checked(registry, ref, server)
-            return Promotion(adapter, _switch(registry, adapter, alias, server, current))
-    raise NotFound(f"{alias!r} has served no other version that is still registered.", "Promote one instead.")
+    current, previous = registry.rollback_target(alias)
+    adapter = checked(registry, previous.ref, server)
+    return Promotion(adapter, _switch(registry, adapter, alias, server, current))
 
 
 def _switch(

@@ -223,6 +223,18 @@ class Registry:
             ).fetchall()
         return [(r["name"], r["version"], r["at"]) for r in rows]
 
+    def rollback_target(self, alias: str) -> tuple[AdapterVersion, AdapterVersion]:
+        """(current, previous): what ``alias`` serves and the last other version it served that is still here."""
+        current = self.alias(alias)
+        if current is None:
+            raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
+        known = {a.ref: a for a in self.list()}
+        for name, version, _ in self.alias_history(alias):
+            ref = f"{name}@v{version}"
+            if ref != current.ref and ref in known:
+                return current, known[ref]
+        raise NotFound(f"{alias!r} has served no other version that is still registered.", "Promote one instead.")
+
     def setting(self, key: str) -> str | None:
         with self._connect() as db:
             row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
