@@ -13,7 +13,7 @@ eval split, fingerprints), tokenize (chat template and loss mask), examples (dat
 collate (padded and padding-free batches).
 """
 
-from finetune.data.collate import PaddedCollator, count_tokens, make_collator
+from finetune.data.collate import NUM_TOKENS, PackedRowsCollator, PaddedCollator, count_tokens, make_collator
 from finetune.data.config import DataConfig
 from finetune.data.errors import DataError
 from finetune.data.examples import DataReport, load_examples
@@ -23,6 +23,7 @@ from finetune.data.tokenize import IGNORE, ChatEncoder, Encoded, template_text
 
 __all__ = [
     "IGNORE",
+    "NUM_TOKENS",
     "SHAREGPT_ROLES",
     "ChatEncoder",
     "Conversation",
@@ -31,6 +32,7 @@ __all__ = [
     "DataReport",
     "DataStats",
     "Encoded",
+    "PackedRowsCollator",
     "PaddedCollator",
     "conversations",
     "count_tokens",

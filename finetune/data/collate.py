@@ -1,24 +1,28 @@
-"""Batching: padded, or padding-free (examples back to back in one row, attention kept apart by position_ids).
+"""Batching: padded, or padding-free (examples back to back, attention kept apart by position_ids).
 
-Padding-free batches come from transformers' ``DataCollatorWithFlattening``: ``input_ids`` of shape
-[1, total], ``position_ids`` restarting at 0 for every example, and label -100 on each example's first token
-so no loss crosses a boundary. The model must then keep examples from attending to each other:
+Padding-free batches put a batch's examples back to back, ``position_ids`` restarting at 0 for every example,
+and label -100 on each example's first token so no loss crosses a boundary. The model must then keep examples
+from attending to each other:
 
-- flash attention variants do it with the sequence lengths (varlen kernels).
-- sdpa and eager do it with a block-diagonal mask that transformers builds from ``position_ids``, but only
-  while no KV cache exists: with ``use_cache=True`` (SmolLM2's config default) the model creates an empty
-  cache, skips that step, and examples attend across boundaries (checked with transformers 5.17.0: per-example
-  losses then differ by up to a quarter on SmolLM2). transformers' ``Trainer`` sets
-  ``config.use_cache = args.use_cache``, False by default, which keeps this correct; a custom loop must do the same.
+- flash attention variants do it with the sequence lengths (varlen kernels): the whole batch is one row
+  (transformers' ``DataCollatorWithFlattening``), and attention costs what the examples cost.
+- sdpa does it with a block-diagonal mask that transformers builds from ``position_ids``, but only while no
+  KV cache exists: with ``use_cache=True`` (SmolLM2's config default) the model creates an empty cache, skips
+  that step, and examples attend across boundaries (checked with transformers 5.17.0: per-example losses then
+  differ by up to a quarter on SmolLM2). transformers' ``Trainer`` sets ``config.use_cache = args.use_cache``,
+  False by default, which keeps this correct; a custom loop must do the same.
 
-The block-diagonal mask is dense, [total, total] for the whole batch, so attention work grows with the
-square of the batch's tokens rather than each example's, while the linear layers skip all padding. Measured
-(transformers 5.17, batches of 8, forward + backward): on an H100 with SmolLM2-135M shapes in bf16, sdpa
-padding-free ran 36k vs 31k tokens/s padded for mixed lengths (128-1024) with less memory, but 49k vs 67k for
-eight examples of equal length 1024; on the 2-core CPU it was 2x faster for mixed lengths. eager materialises
-[heads, total, total] attention weights per layer (39 GiB vs 16 GiB padded on the H100, and slower), so it
-gets padded batches.
+That mask is dense: one row of all the batch's tokens costs attention work and memory in the square of the
+batch's tokens. Measured on an H100 (SmolLM2-135M, 16 examples of ~700 tokens): one 12k-token row ran at
+14-16k tokens/s with a 28.6 GiB peak against 31-37k tokens/s and 22.6 GiB padded. So for sdpa the examples
+are packed into rows of at most ``data.max_length`` tokens (:class:`PackedRowsCollator`): the linear layers
+still skip nearly all padding, and attention costs rows x max_length squared, no more than padded batches.
+eager materialises [heads, row, row] attention weights per layer, so it gets padded batches.
+
+Every collator adds :data:`NUM_TOKENS`, the batch's non-padding tokens counted on the CPU, so the trainer can
+count tokens/s without waiting for the GPU; the trainer takes it out before the model sees the batch.
 """
+
 
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ FLASH_ATTENTION = (
     "kernels-community/vllm-flash-attn",
 )
 """Attention implementations (or name prefixes of hub kernels) that take sequence lengths directly."""
+
+NUM_TOKENS = "num_tokens"
+"""Batch key: the non-padding tokens of the batch (an int), for tokens/s. Not a model input."""
 
 MASKED_ATTENTION = ("sdpa",)
 """Attention implementations that keep packed examples apart through the mask built from position_ids
@@ -64,7 +71,77 @@ class PaddedCollator:
             ids[row, :n] = torch.as_tensor(feature["input_ids"], dtype=torch.long)
             labels[row, :n] = torch.as_tensor(feature["labels"], dtype=torch.long)
             mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask, NUM_TOKENS: _total(features)}
+
+
+class PackedRowsCollator:
+    """Padding-free batches for attention that keeps examples apart with a mask built from ``position_ids``
+    (sdpa): the batch's examples go back to back into rows of at most ``row_tokens`` tokens (longest first, each
+    into the first row with room; an example longer than that gets a row of its own).
+
+    ``position_ids`` restart at 0 for every example and each example's first label is -100, so nothing is
+    learned across a boundary. Rows shorter than the longest are filled with pad tokens that restart the
+    positions too: they form one more sequence of their own, which no real token attends to, with label -100.
+    There is no ``attention_mask``: transformers builds the mask from ``position_ids`` only without one.
+    """
+
+    def __init__(self, pad_token_id: int, row_tokens: int, pad_to_multiple_of: int | None = None) -> None:
+        self.pad_token_id = pad_token_id
+        self.row_tokens = row_tokens
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def rows(self, lengths: list[int]) -> list[list[int]]:
+        """Which examples (by index) go into which row, in order."""
+        rows: list[list[int]] = []
+        used: list[int] = []
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            row = next((r for r, n in enumerate(used) if n + lengths[i] <= self.row_tokens), None)
+            if row is None:
+                rows.append([i])
+                used.append(lengths[i])
+            else:
+                rows[row].append(i)
+                used[row] += lengths[i]
+        return rows
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        lengths = [len(f["input_ids"]) for f in features]
+        rows = self.rows(lengths)
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, row in enumerate(rows):
+            start = 0
+            for i in row:
+                n = lengths[i]
+                ids[r, start : start + n] = torch.as_tensor(features[i]["input_ids"], dtype=torch.long)
+                labels[r, start + 1 : start + n] = torch.as_tensor(features[i]["labels"][1:], dtype=torch.long)
+                positions[r, start : start + n] = torch.arange(n)
+                start += n
+            positions[r, start:] = torch.arange(width - start)  # the padding: a sequence of its own
+        return {"input_ids": ids, "labels": labels, "position_ids": positions, NUM_TOKENS: sum(lengths)}
+
+
+class FlatteningCollator:
+    """transformers' ``DataCollatorWithFlattening`` (one row, sequence lengths for flash attention's varlen
+    kernels), with :data:`NUM_TOKENS`."""
+
+    def __init__(self) -> None:
+        from transformers import DataCollatorWithFlattening
+
+        self.flatten = DataCollatorWithFlattening(return_flash_attn_kwargs=True)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self.flatten(features), NUM_TOKENS: _total(features)}
+
+
+def _total(features: list[dict[str, Any]]) -> int:
+    return sum(len(f["input_ids"]) for f in features)
 
 
 def make_collator(
@@ -76,23 +153,19 @@ def make_collator(
     (:data:`FLASH_ATTENTION`, :data:`MASKED_ATTENTION`); padded otherwise. The model must run without a KV
     cache in training (``Trainer`` sees to it; see the module docstring).
     """
-    if config.packing and attn_implementation:
-        if attn_implementation.startswith(FLASH_ATTENTION):
-            from transformers import DataCollatorWithFlattening
-
-            return DataCollatorWithFlattening(return_flash_attn_kwargs=True), (
-                f"padding-free (examples back to back; {attn_implementation} keeps them apart by sequence length)"
-            )
-        if attn_implementation in MASKED_ATTENTION:
-            from transformers import DataCollatorWithFlattening
-
-            return DataCollatorWithFlattening(), (
-                f"padding-free (examples back to back; {attn_implementation} keeps them apart with a mask "
-                "built from position_ids, which needs use_cache off)"
-            )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id is None:
         pad_id = 0  # never attended to and never learned: any id will do
+    if config.packing and attn_implementation:
+        if attn_implementation.startswith(FLASH_ATTENTION):
+            return FlatteningCollator(), (
+                f"padding-free (examples back to back; {attn_implementation} keeps them apart by sequence length)"
+            )
+        if attn_implementation in MASKED_ATTENTION:
+            return PackedRowsCollator(pad_id, config.max_length, pad_to_multiple_of), (
+                f"padding-free (examples back to back in rows of at most {config.max_length} tokens; "
+                f"{attn_implementation} keeps them apart with a mask built from position_ids, which needs use_cache off)"
+            )
     collator = PaddedCollator(pad_id, pad_to_multiple_of)
     if not config.packing:
         return collator, "padded to the longest example of each batch (data.packing is off)"
@@ -109,5 +182,7 @@ def make_collator(
 
 def count_tokens(batch: dict[str, Any]) -> int:
     """Non-padding tokens in a collated batch (what tokens/s should count)."""
+    if NUM_TOKENS in batch:
+        return int(batch[NUM_TOKENS])
     mask = batch.get("attention_mask")
     return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())

@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from finetune.data import (
+    NUM_TOKENS,
     IGNORE,
     ChatEncoder,
     DataConfig,
     DataError,
+    PackedRowsCollator,
     PaddedCollator,
     count_tokens,
     data_fingerprint,
@@ -362,17 +364,44 @@ def test_collators_and_token_count(tokenizer):
 
     config = DataConfig(path=FIXTURE)
     flat_collator, why = make_collator(config, tokenizer, "sdpa")
-    assert "padding-free" in why
+    assert isinstance(flat_collator, PackedRowsCollator) and "padding-free" in why and "1024 tokens" in why
     flat = flat_collator(features)
     assert flat["input_ids"].tolist() == [[5, 6, 7, 8, 9]]
     assert flat["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
     assert flat["labels"].tolist() == [[IGNORE, 6, 7, IGNORE, 9]]
+    assert "attention_mask" not in flat  # transformers builds the packed mask only without one
     assert count_tokens(padded) == count_tokens(flat) == 5
+    assert count_tokens({"input_ids": padded["input_ids"], "attention_mask": padded["attention_mask"]}) == 5
 
     for attn, packing in (("eager", True), (None, True), ("sdpa", False)):
         collator, why = make_collator(config.model_copy(update={"packing": packing}), tokenizer, attn)
         assert isinstance(collator, PaddedCollator) and "padded" in why
-    assert "padding-free" in make_collator(config, tokenizer, "flash_attention_2")[1]
+    flash, why = make_collator(config, tokenizer, "flash_attention_2")
+    assert "padding-free" in why
+    one_row = flash(features)
+    assert one_row["input_ids"].tolist() == [[5, 6, 7, 8, 9]] and count_tokens(one_row) == 5
+    assert one_row["cu_seq_lens_q"].tolist() == [0, 3, 5]
+
+
+def test_packed_rows_are_capped_and_padded_as_their_own_sequence():
+    def example(n, first):
+        return {"input_ids": list(range(first, first + n)), "labels": [IGNORE] + list(range(first + 1, first + n))}
+
+    features = [example(3, 10), example(6, 20), example(2, 30), example(4, 40), example(9, 50)]
+    collator = PackedRowsCollator(pad_token_id=0, row_tokens=8)
+    # Longest first into the first row with room; the 9-token example (over the cap) gets a row of its own.
+    assert collator.rows([3, 6, 2, 4, 9]) == [[4], [1, 2], [3, 0]]
+    batch = collator(features)
+    assert batch["input_ids"].shape == (3, 9) and count_tokens(batch) == 24
+    assert batch["input_ids"][1].tolist() == [*range(20, 26), 30, 31, 0]
+    assert batch["position_ids"][1].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 0]  # the pad restarts too
+    assert batch["labels"][1].tolist() == [IGNORE, *range(21, 26), IGNORE, 31, IGNORE]
+    assert batch["position_ids"][2].tolist() == [0, 1, 2, 3, 0, 1, 2, 0, 1]
+    # Every real token is there once, with its label, whatever row it went to.
+    real = batch["position_ids"].new_tensor([[1] * 9, [1] * 8 + [0], [1] * 7 + [0, 0]]).bool()
+    assert sorted(batch["input_ids"][real].tolist()) == sorted(t for f in features for t in f["input_ids"])
+    assert (batch["labels"][~real] == IGNORE).all()
+    assert PackedRowsCollator(0, 8, pad_to_multiple_of=4)(features)["input_ids"].shape == (3, 12)
 
 
 @pytest.fixture(scope="module")
@@ -384,15 +413,14 @@ def smollm2(base_model):
     return model.train()  # as in training (SmolLM2 has no dropout, so outputs are deterministic)
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_packed_batch_gives_the_padded_loss(smollm2, tokenizer, attn):
-    """Padding-free batches must train the same as padded ones: per example and in the model's own loss.
+@pytest.mark.parametrize(("attn", "row_tokens"), [("sdpa", 4096), ("sdpa", 300), ("eager", 4096)])
+def test_packed_batch_gives_the_padded_loss(smollm2, tokenizer, attn, row_tokens):
+    """Padding-free batches must train the same as padded ones: per example and in the model's own loss, in
+    one row or in several rows that end in padding.
 
     Run as transformers' Trainer runs the model: use_cache off. (With SmolLM2's config default use_cache=True,
     transformers 5.17 skips the packed-sequence mask and the examples attend to each other.)
     """
-    from transformers import DataCollatorWithFlattening
-
     train, _, _ = load_examples(DataConfig(path=FIXTURE, eval_fraction=0), tokenizer, TOOLS)
     features = [train[i] for i in (2, 0, 5)]  # a tool conversation, a short and a two-turn one
     model = smollm2
@@ -400,21 +428,26 @@ def test_packed_batch_gives_the_padded_loss(smollm2, tokenizer, attn):
     assert model.config._attn_implementation == attn
 
     padded = PaddedCollator(tokenizer.pad_token_id)(features)
-    packed = DataCollatorWithFlattening()(features)
+    collator = PackedRowsCollator(tokenizer.pad_token_id, row_tokens)
+    rows = collator.rows([len(f["input_ids"]) for f in features])
+    assert len(rows) == (1 if row_tokens == 4096 else 2), [len(f["input_ids"]) for f in features]
+    packed = collator(features)
     with torch.no_grad():
-        out_padded, out_packed = model(**padded), model(**packed)
+        out_padded = model(**{k: v for k, v in padded.items() if k != NUM_TOKENS})
+        out_packed = model(**{k: v for k, v in packed.items() if k != NUM_TOKENS})
 
     def per_token(logits, labels):
         return torch.nn.functional.cross_entropy(logits[:-1], labels[1:], reduction="none", ignore_index=IGNORE)
 
-    start = 0
-    for row, feature in enumerate(features):
-        n, labels = len(feature["input_ids"]), padded["labels"][row]
-        a = per_token(out_padded.logits[row, :n], labels[:n])
-        b = per_token(out_packed.logits[0, start : start + n], packed["labels"][0, start : start + n])
-        learned = labels[1:n] != IGNORE
-        assert torch.allclose(a[learned].mean(), b[learned].mean(), rtol=1e-3), f"example {row}"
-        start += n
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            n, labels = len(features[i]["input_ids"]), padded["labels"][i]
+            a = per_token(out_padded.logits[i, :n], labels[:n])
+            b = per_token(out_packed.logits[r, start : start + n], packed["labels"][r, start : start + n])
+            learned = labels[1:n] != IGNORE
+            assert torch.allclose(a[learned].mean(), b[learned].mean(), rtol=1e-3), f"example {i}"
+            start += n
     assert torch.allclose(out_padded.loss, out_packed.loss, rtol=1e-3)
     assert count_tokens(padded) == count_tokens(packed) == sum(len(f["input_ids"]) for f in features)
 
