@@ -61,6 +61,10 @@ class TrainingSettings(BaseModel):
     """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
+    chunked_loss: bool = True
+    """Compute the loss from the last hidden state a chunk of labelled tokens at a time, never holding all the
+    logits (GiBs for large vocabularies). For Llama, Mistral, Qwen2/3, Phi-3, SmolLM3, OLMo 2, StarCoder2 and
+    Gemma on one process with the peft backend; other models, and Unsloth (its own fused loss), use theirs."""
 
     @field_validator("gradient_checkpointing", mode="before")
     @classmethod

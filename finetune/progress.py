@@ -16,8 +16,9 @@ from finetune.data.collate import count_tokens
 class TokenCounter:
     """Counts the non-padding tokens of the batches the model trains on.
 
-    Fed from ``Trainer.training_step`` (see :func:`counting_trainer`), not from the collator: the collator
-    also builds eval batches and the batch the data loader fetches ahead, which are not trained on.
+    Fed from ``Trainer.training_step`` (see :func:`finetune.hf_trainer.trainer_class`), not from the collator: the collator
+    also builds eval batches and the batch the data loader fetches ahead, which are not trained on. The
+    collators count on the CPU (:data:`NUM_TOKENS`), so counting never waits for the GPU.
     """
 
     def __init__(self) -> None:
@@ -25,18 +26,6 @@ class TokenCounter:
 
     def add(self, batch: dict) -> None:
         self.tokens += count_tokens(batch)
-
-
-def counting_trainer(counter: TokenCounter) -> type:
-    """A ``transformers.Trainer`` subclass that reports each training batch to ``counter``."""
-    from transformers import Trainer
-
-    class CountingTrainer(Trainer):
-        def training_step(self, model, inputs, *args, **kwargs):
-            counter.add(inputs)
-            return super().training_step(model, inputs, *args, **kwargs)
-
-    return CountingTrainer
 
 
 class RichProgress(TrainerCallback):

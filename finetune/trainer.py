@@ -23,7 +23,9 @@ from finetune.backends import Plan, load_model, resolve
 from finetune.card import write_card
 from finetune.config import TrainConfig
 from finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
-from finetune.progress import RichProgress, TokenCounter, counting_trainer, plot_loss_curve
+from finetune.hf_trainer import trainer_class
+from finetune.loss import split_head
+from finetune.progress import RichProgress, TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
 from lorastack.templates import TOOLS_TEMPLATE
@@ -91,6 +93,9 @@ def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        # Off: the filter checks every step's loss for NaN on the host, a wait for the GPU each step, and it
+        # hides a diverged run by logging the running mean instead of the NaN.
+        logging_nan_inf_filter=False,
     )
 
 
@@ -124,13 +129,16 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter()
     console.print(f"Batching: {collate_reason}", highlight=False)
+    chunked = config.training.chunked_loss and plan.backend != "unsloth" and split_head(model) is not None
+    if chunked:
+        console.print("Loss: from the last hidden state in chunks (no full logits held)", highlight=False)
 
     if plan.on_gpu:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     progress = RichProgress(console, counter)
-    trainer = counting_trainer(counter)(
+    trainer = trainer_class(counter, chunked)(
         model=model,
         args=_training_arguments(config, plan, eval_set is not None),
         train_dataset=train_set,
