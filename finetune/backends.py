@@ -116,7 +116,7 @@ def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int
     if plan.backend == "unsloth":
         return _load_unsloth(config, plan, model_path, max_length)
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     dtype = _torch_dtype(plan.compute_dtype)
@@ -134,14 +134,25 @@ def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int
     model = AutoModelForCausalLM.from_pretrained(
         model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation="sdpa"
     )
-    if quant is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.gradient_checkpointing)
-    elif plan.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+    _freeze_base(model, plan.gradient_checkpointing)
     model = get_peft_model(model, _lora_config(config, _target_modules(config)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return model, tokenizer
+
+
+def _freeze_base(model: Any, gradient_checkpointing: bool) -> None:
+    """Freeze the base weights and set up gradient checkpointing, keeping every weight in the dtype it loaded in.
+
+    peft's ``prepare_model_for_kbit_training`` (what TRL calls on a quantized base) also upcasts every weight
+    that is not quantized (embeddings, norms, lm_head) to fp32; the embeddings then emit fp32, so the residual
+    stream, each layer's saved input and the logits are fp32 too: twice the activation memory of bf16 for
+    frozen weights. Unsloth keeps them in bf16, and so does this (RMSNorm computes in fp32 inside anyway).
+    """
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
 
 
 _ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from finetune.loss import CHUNK_ELEMENTS
 from lorastack.errors import LorastackError, NotFound
 
 GIB = 2**30
@@ -76,6 +77,7 @@ class ModelShape:
     o_bias: bool = False
     mlp_bias: bool = False
     qk_norm: bool = False
+    model_type: str = ""
     name: str = ""
     assumptions: tuple[str, ...] = ()
     """What the config did not say and was assumed (``lorastack plan`` prints these)."""
@@ -121,7 +123,7 @@ class ModelShape:
             num_kv_heads=kv_heads, head_dim=head_dim, intermediate_size=raw["intermediate_size"],
             vocab_size=raw["vocab_size"], tie_word_embeddings=bool(tied),
             qkv_bias=attention_bias or family == "qwen2",  # Qwen2 always has q/k/v biases and no flag for it
-            o_bias=attention_bias, mlp_bias=bool(raw.get("mlp_bias")), qk_norm=family == "qwen3",
+            o_bias=attention_bias, mlp_bias=bool(raw.get("mlp_bias")), qk_norm=family == "qwen3", model_type=family,
             name=str(name), assumptions=tuple(notes),
         )
 
@@ -204,6 +206,12 @@ class RunShape(BaseModel):
     """Recompute each layer in the backward (Unsloth: and offload the layer inputs to host RAM)."""
     backend: Literal["unsloth", "peft", "cpu"] = "peft"
     """Unsloth's fused kernels, transformers + peft (+ bitsandbytes) on CUDA, or peft on the CPU (host RAM)."""
+    chunked_loss: bool = False
+    """The loss from the last hidden state a chunk of tokens at a time (lorastack's peft backend on plain causal
+    LMs): no [tokens, vocab] logits held."""
+    fp32_unquantized: bool = False
+    """On a quantized base, the weights that are not quantized (embeddings, norms, lm_head) upcast to fp32, as
+    peft's prepare_model_for_kbit_training (and TRL, which calls it) does; lorastack's backends keep them."""
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -283,8 +291,8 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
     width = _DTYPE_BYTES[run.dtype]
     # On a quantized base peft's prepare_model_for_kbit_training (TRL calls it too) upcasts every unquantized
     # parameter to fp32: embeddings, norms and lm_head then emit fp32, so the residual stream, the layer
-    # activations and the logits are fp32 too. Unsloth keeps them in the model dtype.
-    upcast = run.quantization != "none" and not unsloth
+    # activations and the logits are fp32 too. Unsloth and lorastack's peft backend keep the model dtype.
+    upcast = run.fp32_unquantized and run.quantization != "none" and not unsloth
     act = 4 if upcast else width
 
     lora_sizes = _lora_matrices(model, run)
@@ -310,11 +318,18 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
         kept = 2 * 2 * h * tokens  # offloaded checkpointing: a layer input on its way to or from host RAM
     else:
         logit = 4 if upcast else width
-        # transformers' ForCausalLMLoss inside log_softmax's backward: the logits (the output keeps them),
-        # the log-softmax of their fp32 copy, its gradient and the logits' fp32 gradient.
-        loss = tokens * vocab * (logit + 12)
-        loss_note = f"{tokens} x {vocab} logits ({logit * 8}-bit), fp32 log-softmax and 2 fp32 gradients"
-        held = tokens * vocab * logit  # the probe's `out` keeps the logits through backward and step
+        if run.chunked_loss:
+            chunk = min(tokens, max(1, CHUNK_ELEMENTS // vocab))
+            # One chunk as below, plus the labelled positions' hidden states gathered and their gradient.
+            loss = chunk * vocab * (logit + 12) + 2 * tokens * h * act
+            loss_note = f"chunks of {chunk} x {vocab} logits, fp32 log-softmax and 2 fp32 gradients"
+            held = 0  # no logits are returned
+        else:
+            # transformers' ForCausalLMLoss inside log_softmax's backward: the logits (the output keeps them),
+            # the log-softmax of their fp32 copy, its gradient and the logits' fp32 gradient.
+            loss = tokens * vocab * (logit + 12)
+            loss_note = f"{tokens} x {vocab} logits ({logit * 8}-bit), fp32 log-softmax and 2 fp32 gradients"
+            held = tokens * vocab * logit  # the probe's `out` keeps the logits through backward and step
         final = (2 * act + 4 * (act == 2)) * h * tokens  # last hidden state, the final norm (fp32 inside)
         kept = layers * act * h * tokens  # checkpointing keeps every layer's input
     if run.gradient_checkpointing:

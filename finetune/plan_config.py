@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from finetune.backends import _has
 from finetune.config import TrainConfig
+from finetune.loss import PLAIN_CAUSAL_LMS
 from finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
 from lorastack.models import EMBEDDED_NAME, resolve_base_model
 
 
-def run_shape(config: TrainConfig) -> RunShape:
+def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
     """The run as it would go on a CUDA GPU: ``auto`` values resolved the way the trainer resolves them there."""
     backend = config.backend
     if backend in ("auto", "cpu"):
@@ -27,6 +28,7 @@ def run_shape(config: TrainConfig) -> RunShape:
         optimizer=optimizer,
         gradient_checkpointing=config.training.gradient_checkpointing != "off",
         backend=backend,
+        chunked_loss=config.training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,
     )
 
 
@@ -36,5 +38,5 @@ def plan_for(config: TrainConfig, gpu_gib: float) -> tuple[MemoryPlan, int]:
         model = ModelShape.from_pretrained(resolve_base_model(None).path)
     else:
         model = ModelShape.from_pretrained(config.base_model)
-    run = run_shape(config)
+    run = run_shape(config, model.model_type)
     return estimate_memory(model, run), largest_batch(model, run, int(gpu_gib * 2**30))

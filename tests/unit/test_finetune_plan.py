@@ -18,7 +18,7 @@ from lorastack.errors import LorastackError, NotFound
 PROBE_SHAPES = {"1b": (2048, 16, 32, 8, 8192), "8b": (4096, 32, 32, 8, 14336)}
 PROBE_MODES = {  # the probe's three modes as RunShapes (bs 4 x 1024, r=16 on all 7 projections, AdamW)
     "lora16": {"quantization": "none", "backend": "peft"},
-    "qlora": {"quantization": "nf4", "double_quant": True, "backend": "peft"},
+    "qlora": {"quantization": "nf4", "double_quant": True, "backend": "peft", "fp32_unquantized": True},
     "unsloth": {"quantization": "nf4", "double_quant": True, "backend": "unsloth"},
 }
 
