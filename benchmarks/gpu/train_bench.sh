@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # GPU training benchmark: `lorastack train` against the raw probe loop, same shapes, same run.
 # Run as (on a CUDA machine, from the repo root): benchmarks/gpu/train_bench.sh "8b" "unsloth qlora"
-#   $1: sizes (1b, 8b); $2: modes (unsloth, qlora, lora16); $3: "packing" to add the padded vs
-#   padding-free comparison. Needs the probe (gpu_train_probe.py) and a tokenizer folder in $BENCH_DIR
-#   (default .gpu/), wheels for bitsandbytes/unsloth/trl in $BENCH_DIR/wheels if not installed.
+#   $1: sizes (1b, 8b); $2: modes (unsloth, qlora, lora16); $3: "packing" to add padded vs padding-free
+#   batches on variable-length chat data (the 135M and 1B shapes, random init).
+# Needs the probe (gpu_train_probe.py) and a tokenizer folder in $BENCH_DIR (default .gpu/), wheels for
+# bitsandbytes/unsloth/trl in $BENCH_DIR/wheels if not installed, and for "packing" chat rows in
+# $BENCH_DIR/tools.jsonl (e.g. 2000 rows of `lorastack data synth`'s train.jsonl).
 # Writes one JSON line per run to ${OUT:-/tmp}/train_bench.jsonl.
 set -uo pipefail
 sizes=${1:-"1b 8b"}; modes=${2:-"unsloth qlora lora16"}
@@ -13,9 +15,18 @@ if ! python -c "import unsloth, bitsandbytes" 2>/dev/null; then
     python -m pip install --no-deps --root-user-action=ignore "$bench"/wheels/*.whl 2>&1 | grep -iE "error|Successfully" | tail -5
 fi
 python benchmarks/gpu/make_data.py /tmp/bench-fixed.jsonl 256 fixed
-python benchmarks/gpu/make_data.py /tmp/bench-mixed.jsonl 512 mixed
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 declare -A backend=([unsloth]="backend=unsloth quantization=nf4" [qlora]="backend=peft quantization=nf4" [lora16]="backend=peft quantization=none")
+
+card_line() {  # $1: JSON fields to put first; prints the run's metrics from its card, or the log's tail
+  local card=/tmp/lorastack-bench/adapter/training_card.json
+  if [ -f $card ]; then
+    python -c "import json; c=json.load(open('$card')); print(json.dumps({$1, **c['metrics']}))" | tee -a "$out"
+  else
+    echo "{$1, \"error\": \"see log\"}" | tee -a "$out"; tail -25 "$2"; cp "$2" ${OUT:-/tmp}/ 2>/dev/null
+  fi
+}
+
 for size in $sizes; do
   for mode in $modes; do
     probe=$(timeout 400 python "$bench"/gpu_train_probe.py "$mode" "$size" 2>/tmp/probe-$mode-$size.err | tail -1)
@@ -26,23 +37,39 @@ for size in $sizes; do
     pre="pass;"; [ "$mode" = unsloth ] && pre="import unsloth;"
     timeout 400 python -c "${pre} from lorastack.cli import main; main()" train benchmarks/gpu/train_bench.yaml \
         base_model=/tmp/rand-$size ${backend[$mode]} > /tmp/train-$mode-$size.log 2>&1
-    card=/tmp/lorastack-bench/adapter/training_card.json
     plan=$(python -c "from finetune.plan_config import plan_for; from finetune.config import load_train_config as l
 c = l(__import__('pathlib').Path('benchmarks/gpu/train_bench.yaml'), ['base_model=/tmp/rand-$size', *'${backend[$mode]}'.split()])
 p, _ = plan_for(c, 80); print(round(p.allocated_bytes / 2**30, 2))" 2>/dev/null)
-    if [ -f $card ]; then
-      python -c "import json; c=json.load(open('$card')); print(json.dumps({'kind': 'lorastack', 'mode': '$mode', 'size': '$size', 'plan_allocated_gib': ${plan:-None}, **c['metrics']}))" | tee -a "$out"
-    else
-      echo "{\"kind\": \"lorastack\", \"mode\": \"$mode\", \"size\": \"$size\", \"error\": \"see log\"}" | tee -a "$out"
-      tail -25 /tmp/train-$mode-$size.log; cp /tmp/train-$mode-$size.log ${OUT:-/tmp}/ 2>/dev/null
-    fi
+    card_line "\"kind\": \"lorastack\", \"mode\": \"$mode\", \"size\": \"$size\", \"plan_allocated_gib\": ${plan:-None}" \
+        /tmp/train-$mode-$size.log
   done
 done
+
 if [ "${3:-}" = packing ]; then
-  for packing in false true; do
-    rm -rf /tmp/lorastack-bench
-    timeout 300 python -m lorastack.cli train benchmarks/gpu/train_bench.yaml base_model=/tmp/rand-1b backend=peft \
-        quantization=none data.path=/tmp/bench-mixed.jsonl data.packing=$packing training.max_steps=16 > /tmp/train-pack-$packing.log 2>&1
-    python -c "import json; c=json.load(open('/tmp/lorastack-bench/adapter/training_card.json')); print(json.dumps({'kind': 'packing', 'packing': $([ $packing = true ] && echo True || echo False), **c['metrics']}))" | tee -a "$out" || tail -20 /tmp/train-pack-$packing.log
+  # Variable-length chat data (tool-calling conversations), padded vs padding-free, on the demo recipe's shape
+  # (SmolLM2-135M, bs 16, bf16 LoRA) and on the 1B shape (bs 8, checkpointing): non-padding tokens/s and peak.
+  python - <<'PY'
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+cfg = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                  intermediate_size=1536, vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True)
+LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained("/tmp/rand-135m")
+AutoTokenizer.from_pretrained(".gpu/tok").save_pretrained("/tmp/rand-135m")
+PY
+  template=lorastack/templates/chatml_tools.jinja
+  for shape in 135m 1b; do
+    if [ $shape = 135m ]; then
+      recipe="finetune/recipes/smollm2-135m-tools-demo.yaml base_model=/tmp/rand-135m output_dir=/tmp/lorastack-bench"
+    else
+      recipe="benchmarks/gpu/train_bench.yaml base_model=/tmp/rand-1b backend=peft quantization=none training.batch_size=8"
+    fi
+    for packing in false true; do
+      rm -rf /tmp/lorastack-bench
+      timeout 300 python -m lorastack.cli train $recipe data.path=$bench/tools.jsonl data.chat_template=$template \
+          data.eval_fraction=0 data.packing=$packing training.max_steps=40 training.save_steps=1000 \
+          > /tmp/train-pack-$shape-$packing.log 2>&1
+      card_line "\"kind\": \"packing\", \"shape\": \"$shape\", \"packing\": \"$packing\"" \
+          /tmp/train-pack-$shape-$packing.log
+    done
   done
 fi
