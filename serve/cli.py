@@ -18,7 +18,6 @@ from serve.config import ServeConfig
 from serve.loading import load_adapter, unload_adapter
 from serve.promote import EvalGate, promote, rollback
 from serve.registry import DEFAULT_ALIAS, Registry, parse_ref
-from serve.server import start_server
 from serve.state import current_server
 
 console = Console()
@@ -63,6 +62,8 @@ def serve(
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
+    from serve.server import start_server  # the web stack loads only for `serve`
+
     server = start_server(config, progress=console.print)
     try:
         state = server.state
