@@ -28,6 +28,8 @@ class Plan:
     optimizer: str
     gradient_checkpointing: bool
     reason: str
+    offload_activations: bool = False
+    """Checkpointed layer inputs wait in host RAM (Unsloth's checkpointing, or finetune.offload for peft)."""
 
     @property
     def on_gpu(self) -> bool:
@@ -79,7 +81,14 @@ def resolve(config: TrainConfig) -> Plan:
         optimizer = "adamw_torch" if backend == "cpu" else "paged_adamw_8bit"
     checkpointing = config.training.gradient_checkpointing
     gradient_checkpointing = checkpointing == "on" or (checkpointing == "auto" and backend != "cpu")
-    return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason)
+    if config.training.offload_activations and not (gradient_checkpointing and backend == "peft"):
+        raise LorastackError(
+            f"training.offload_activations needs gradient checkpointing on the peft backend (here: backend {backend},"
+            f" checkpointing {'on' if gradient_checkpointing else 'off'}).",
+            "Set training.gradient_checkpointing: on and backend: peft (Unsloth offloads by itself), or drop it.",
+        )
+    offload = gradient_checkpointing and (backend == "unsloth" or config.training.offload_activations)
+    return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload)
 
 
 def _torch_dtype(name: str) -> Any:
@@ -134,13 +143,13 @@ def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int
     model = AutoModelForCausalLM.from_pretrained(
         model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation="sdpa"
     )
-    _freeze_base(model, plan.gradient_checkpointing)
+    _freeze_base(model, plan.gradient_checkpointing, plan.offload_activations)
     model = get_peft_model(model, _lora_config(config, _target_modules(config)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return model, tokenizer
 
 
-def _freeze_base(model: Any, gradient_checkpointing: bool) -> None:
+def _freeze_base(model: Any, gradient_checkpointing: bool, offload_activations: bool = False) -> None:
     """Freeze the base weights and set up gradient checkpointing, keeping every weight in the dtype it loaded in.
 
     peft's ``prepare_model_for_kbit_training`` (what TRL calls on a quantized base) also upcasts every weight
@@ -151,8 +160,13 @@ def _freeze_base(model: Any, gradient_checkpointing: bool) -> None:
     for param in model.parameters():
         param.requires_grad_(False)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        if offload_activations:
+            from finetune import offload
+
+            offload.enable(model)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the offloaded layers need their input to require grad
 
 
 _ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

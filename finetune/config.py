@@ -61,6 +61,10 @@ class TrainingSettings(BaseModel):
     """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
+    offload_activations: bool = False
+    """With gradient checkpointing on CUDA, keep each layer's saved input in host RAM until the backward (what
+    Unsloth's checkpointing does): layers x tokens x hidden x 2 bytes less GPU memory (1 GiB for an 8B model at
+    4 x 1024 tokens) for two host copies per layer and step. peft backend; Unsloth always offloads."""
     chunked_loss: bool = True
     """Compute the loss from the last hidden state a chunk of labelled tokens at a time, never holding all the
     logits (GiBs for large vocabularies). For Llama, Mistral, Qwen2/3, Phi-3, SmolLM3, OLMo 2, StarCoder2 and

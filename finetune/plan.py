@@ -206,6 +206,8 @@ class RunShape(BaseModel):
     """Recompute each layer in the backward (Unsloth: and offload the layer inputs to host RAM)."""
     backend: Literal["unsloth", "peft", "cpu"] = "peft"
     """Unsloth's fused kernels, transformers + peft (+ bitsandbytes) on CUDA, or peft on the CPU (host RAM)."""
+    offload_activations: bool = False
+    """peft with finetune.offload: checkpointed layer inputs wait in host RAM (Unsloth always does this)."""
     chunked_loss: bool = False
     """The loss from the last hidden state a chunk of tokens at a time (lorastack's peft backend on plain causal
     LMs): no [tokens, vocab] logits held."""
@@ -331,10 +333,12 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
             loss_note = f"{tokens} x {vocab} logits ({logit * 8}-bit), fp32 log-softmax and 2 fp32 gradients"
             held = tokens * vocab * logit  # the probe's `out` keeps the logits through backward and step
         final = (2 * act + 4 * (act == 2)) * h * tokens  # last hidden state, the final norm (fp32 inside)
-        kept = layers * act * h * tokens  # checkpointing keeps every layer's input
+        # Checkpointing keeps every layer's input, or (offloaded) one on its way to or from host RAM.
+        kept = (2 if run.offload_activations else layers) * act * h * tokens
     if run.gradient_checkpointing:
         stored, layer = kept, saved + temps
-        where = "layer inputs on their way to host RAM" if unsloth else f"the {layers} layers' inputs"
+        offloaded = unsloth or run.offload_activations
+        where = "layer inputs on their way to host RAM" if offloaded else f"the {layers} layers' inputs"
         layer_note = f"{where}, one layer recomputed and its backward"
     else:
         stored, layer = layers * (saved + act * h * tokens), temps
@@ -360,8 +364,9 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
     else:
         slack = int(_CUDA_CONTEXT + _ALLOCATOR_SLACK * sum(item.bytes for item in items))
         overhead, device = MemoryItem("CUDA context + allocator", slack, "~0.5 GiB + 10%, not measured"), "GPU"
-    if unsloth and run.gradient_checkpointing:
-        notes.append(f"Unsloth moves {layers * 2 * h * tokens / GIB:.2f} GiB of layer inputs to host RAM")
+    if (unsloth or run.offload_activations) and run.gradient_checkpointing:
+        who = "Unsloth" if unsloth else "offload_activations"
+        notes.append(f"{who} moves {layers * 2 * h * tokens / GIB:.2f} GiB of layer inputs to host RAM")
     if run.optimizer.startswith("paged"):
         notes.append("paged optimizer states move to host RAM when the GPU runs short")
     return MemoryPlan(items=items, overhead=overhead, phase=phase, device=device, notes=tuple(notes))

@@ -28,6 +28,7 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
         optimizer=optimizer,
         gradient_checkpointing=config.training.gradient_checkpointing != "off",
         backend=backend,
+        offload_activations=config.training.offload_activations and backend == "peft",
         chunked_loss=config.training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,
     )
 

@@ -115,7 +115,8 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     console.print(
         f"Backend [bold]{plan.backend}[/] ({plan.reason}); base weights {plan.quantization}, "
         f"compute {plan.compute_dtype}, optimizer {plan.optimizer}, "
-        f"gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}.",
+        f"gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}"
+        f"{' (layer inputs in host RAM)' if plan.offload_activations else ''}.",
         highlight=False,
     )
     stats = validate(config.data)  # every row checked before anything is loaded or written

@@ -1,0 +1,69 @@
+"""Checkpointing with offloaded layer inputs trains exactly as plain checkpointing: same loss, same LoRA
+gradients, dropout included (the recomputation replays the forward's random numbers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from finetune import offload
+
+
+def _lora_llama(dropout: float):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=97, max_position_embeddings=64)
+    model = LlamaForCausalLM(config)
+    model.config.use_cache = False
+    for param in model.parameters():
+        param.requires_grad_(False)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear", init_lora_weights=False)
+    return model, lora, get_peft_model
+
+
+def _step(checkpointing: str, dropout: float) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    model, lora, get_peft_model = _lora_llama(dropout)
+    if checkpointing == "offloaded":
+        offload.enable(model)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model = get_peft_model(model, lora).train()
+    ids = torch.randint(0, 97, (2, 24), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(7)  # the same dropout masks for both runs
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.detach(), [p.grad for p in model.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_offloaded_checkpointing_gives_the_same_gradients(dropout):
+    loss, grads = _step("plain", dropout)
+    offloaded_loss, offloaded_grads = _step("offloaded", dropout)
+    assert torch.allclose(loss, offloaded_loss)
+    assert len(grads) == 3 * 7 * 2 and all(g is not None for g in offloaded_grads)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, offloaded_grads))
+
+
+def test_layers_use_the_offloaded_function():
+    model, _, _ = _lora_llama(0.0)
+    offload.enable(model)
+    layers = model.model.layers
+    assert all(layer.gradient_checkpointing and layer._gradient_checkpointing_func is offload.offloaded_checkpoint
+               for layer in layers)
+
+
+def test_offload_needs_checkpointing_on_the_peft_backend(tmp_path):
+    from finetune.backends import resolve
+    from finetune.config import load_train_config
+    from lorastack.errors import LorastackError
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    config = load_train_config(None, [f"data.path={data}", "training.offload_activations=true"])
+    with pytest.raises(LorastackError, match="offload_activations needs gradient checkpointing on the peft backend"):
+        resolve(config)  # no GPU here: backend cpu
+    assert resolve(load_train_config(None, [f"data.path={data}"])).offload_activations is False
