@@ -81,13 +81,14 @@ def resolve(config: TrainConfig) -> Plan:
         optimizer = "adamw_torch" if backend == "cpu" else "paged_adamw_8bit"
     checkpointing = config.training.gradient_checkpointing
     gradient_checkpointing = checkpointing == "on" or (checkpointing == "auto" and backend != "cpu")
-    if config.training.offload_activations and not (gradient_checkpointing and backend == "peft"):
+    if config.training.offload_activations and backend == "peft" and not gradient_checkpointing:
         raise LorastackError(
-            f"training.offload_activations needs gradient checkpointing on the peft backend (here: backend {backend},"
-            f" checkpointing {'on' if gradient_checkpointing else 'off'}).",
-            "Set training.gradient_checkpointing: on and backend: peft (Unsloth offloads by itself), or drop it.",
+            "training.offload_activations offloads what gradient checkpointing keeps, and checkpointing is off.",
+            "Set training.gradient_checkpointing: on (or auto), or drop offload_activations.",
         )
-    offload = gradient_checkpointing and (backend == "unsloth" or config.training.offload_activations)
+    # Unsloth's checkpointing always offloads; on the CPU there is nowhere to offload to (it is ignored there).
+    asked = backend == "peft" and config.training.offload_activations
+    offload = gradient_checkpointing and (backend == "unsloth" or asked)
     return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload)
 
 
@@ -143,22 +144,32 @@ def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int
     model = AutoModelForCausalLM.from_pretrained(
         model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation="sdpa"
     )
-    _freeze_base(model, plan.gradient_checkpointing, plan.offload_activations)
+    # fp16 compute (GPUs without bf16) keeps peft's fp32 upcast: frozen fp16 norms and logits can overflow.
+    upcast = quant is not None and plan.compute_dtype == "float16"
+    _freeze_base(model, plan.gradient_checkpointing, plan.offload_activations, upcast)
     model = get_peft_model(model, _lora_config(config, _target_modules(config)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return model, tokenizer
 
 
-def _freeze_base(model: Any, gradient_checkpointing: bool, offload_activations: bool = False) -> None:
-    """Freeze the base weights and set up gradient checkpointing, keeping every weight in the dtype it loaded in.
+def _freeze_base(
+    model: Any, gradient_checkpointing: bool, offload_activations: bool = False, upcast: bool = False
+) -> None:
+    """Freeze the base weights and set up gradient checkpointing, keeping every weight in the dtype it loaded in
+    unless ``upcast``.
 
     peft's ``prepare_model_for_kbit_training`` (what TRL calls on a quantized base) also upcasts every weight
     that is not quantized (embeddings, norms, lm_head) to fp32; the embeddings then emit fp32, so the residual
     stream, each layer's saved input and the logits are fp32 too: twice the activation memory of bf16 for
-    frozen weights. Unsloth keeps them in bf16, and so does this (RMSNorm computes in fp32 inside anyway).
+    frozen weights. Unsloth keeps them in bf16, and so does this (RMSNorm computes in fp32 inside anyway); with
+    ``upcast`` (fp16 compute) it upcasts as peft does.
     """
+    import torch
+
     for param in model.parameters():
         param.requires_grad_(False)
+        if upcast and param.dtype in (torch.float16, torch.bfloat16) and type(param).__name__ != "Params4bit":
+            param.data = param.data.float()
     if gradient_checkpointing:
         if offload_activations:
             from finetune import offload
@@ -166,7 +177,8 @@ def _freeze_base(model: Any, gradient_checkpointing: bool, offload_activations: 
             offload.enable(model)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()  # the offloaded layers need their input to require grad
+        # (gradient_checkpointing_enable also makes the embeddings' output require grad, which checkpointed
+        # layers need for gradients to reach LoRA.)
 
 
 _ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

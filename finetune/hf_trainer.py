@@ -1,5 +1,5 @@
 """The ``transformers.Trainer`` a run uses: it counts the tokens trained on and, where it can, computes the
-loss in chunks (:mod:`finetune.loss`)."""
+loss in chunks (:mod:`finetune.loss`), in training and in evaluation."""
 
 from __future__ import annotations
 
@@ -13,37 +13,53 @@ from finetune.progress import TokenCounter
 def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
     """A ``Trainer`` subclass that reports each training batch to ``counter``, takes the collators'
     :data:`NUM_TOKENS` out of every batch before the model sees it, and, with ``chunked_loss``, computes the
-    training loss with :func:`finetune.loss.chunked_cross_entropy` for models :func:`split_head` accepts."""
+    loss with :func:`finetune.loss.chunked_cross_entropy` wherever :meth:`uses_chunked_loss` says it can."""
     from transformers import Trainer
 
     class LorastackTrainer(Trainer):
+        def uses_chunked_loss(self) -> bool:
+            """Whether losses are computed in chunks: asked for, a model :func:`split_head` accepts, and one
+            process on one device (a DDP or DataParallel wrapper must run its own forward), no label smoothing
+            or custom loss."""
+            return (
+                chunked_loss
+                and self.args.world_size == 1
+                and self.args.n_gpu <= 1
+                and self.label_smoother is None
+                and self.compute_loss_func is None
+                and split_head(self.model) is not None
+            )
+
         def training_step(self, model, inputs, *args, **kwargs):
             counter.add(inputs)
             inputs.pop(NUM_TOKENS, None)
             return super().training_step(model, inputs, *args, **kwargs)
 
-        def prediction_step(self, model, inputs, *args, **kwargs):
-            inputs.pop(NUM_TOKENS, None)
-            return super().prediction_step(model, inputs, *args, **kwargs)
-
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            parts = self._chunkable(model, inputs, return_outputs)
-            if parts is None:
+            if return_outputs or "labels" not in inputs or not self._chunks_for(model):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            decoder, head = parts
+            return self._chunked_loss(model, inputs, num_items_in_batch)
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs.pop(NUM_TOKENS, None)
+            if not prediction_loss_only or "labels" not in inputs or not self._chunks_for(model):
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+            import torch
+
+            inputs = self._prepare_inputs(inputs)
+            with torch.no_grad():
+                loss = self._chunked_loss(model, inputs, None)  # the mean over the batch, as the model's own
+            return loss.detach(), None, None
+
+        def _chunks_for(self, model: Any) -> bool:
+            return self.uses_chunked_loss() and self.accelerator.unwrap_model(model) is model
+
+        def _chunked_loss(self, model: Any, inputs: dict, num_items: Any) -> Any:
+            decoder, head = split_head(model)
             features = {k: v for k, v in inputs.items() if k != "labels"}
             # The decoder is called past the wrapped forward, which is where accelerate applies autocast.
             with self.accelerator.autocast():
                 hidden = decoder(**features, use_cache=False).last_hidden_state
-                return chunked_cross_entropy(hidden, head.weight, inputs["labels"], num_items_in_batch)
-
-        def _chunkable(self, model: Any, inputs: dict, return_outputs: bool) -> tuple[Any, Any] | None:
-            if not chunked_loss or return_outputs or "labels" not in inputs or not model.training:
-                return None
-            if self.args.world_size > 1 or self.accelerator.unwrap_model(model) is not model:
-                return None  # a wrapped model (DDP) must run its own forward to sync gradients
-            if self.label_smoother is not None or self.compute_loss_func is not None:
-                return None
-            return split_head(model)
+                return chunked_cross_entropy(hidden, head.weight, inputs["labels"], num_items)
 
     return LorastackTrainer

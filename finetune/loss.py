@@ -8,8 +8,9 @@ in the backward (``torch.utils.checkpoint``) so one chunk's logits exist at a ti
 the model's own (tests/unit/test_finetune_loss.py); one more ``lm_head`` product per chunk.
 
 Used for the architectures whose loss is exactly cross-entropy on ``lm_head(last hidden state)``
-(:data:`PLAIN_CAUSAL_LMS`: no logit scaling or soft-capping, no router loss), on one process; anything else
-gets the model's own loss.
+(:data:`PLAIN_CAUSAL_LMS`: no logit scaling or soft-capping, no router loss), on one process, in training and
+in evaluation (loss only); anything else gets the model's own loss. Selecting the labelled positions makes the
+host wait for the GPU once per batch (the count decides the chunks).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 IGNORE = -100
 
 CHUNK_ELEMENTS = 1 << 26
-"""Logits per chunk: 256 MiB in fp32 (1,365 tokens of a 49k vocabulary, 520 of a 128k one)."""
+"""Logits per chunk: 256 MiB in fp32 (1,365 tokens of a 49k vocabulary, 523 of a 128k one)."""
 
 PLAIN_CAUSAL_LMS = frozenset(
     {"llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3", "olmo2", "starcoder2", "gemma"}
@@ -46,7 +47,7 @@ def split_head(model: Any) -> tuple[Any, Any] | None:
 
 
 def chunked_cross_entropy(
-    hidden: Any, weight: Any, labels: Any, num_items: Any = None, chunk_elements: int = CHUNK_ELEMENTS
+    hidden: Any, weight: Any, labels: Any, num_items: Any = None, chunk_elements: int | None = None
 ) -> Any:
     """Cross-entropy of ``hidden @ weight.T`` against ``labels`` shifted by one, as transformers'
     ``ForCausalLMLoss`` computes it: summed over the labelled positions and divided by ``num_items`` (the
@@ -58,12 +59,12 @@ def chunked_cross_entropy(
     states = hidden[..., :-1, :].reshape(-1, hidden.shape[-1])
     keep = targets != IGNORE
     states, targets = states[keep], targets[keep]
-    step = max(1, chunk_elements // weight.shape[0])
+    step = max(1, (chunk_elements or CHUNK_ELEMENTS) // weight.shape[0])
     total = states[:0].sum(dtype=torch.float32)  # 0, still part of the graph when no token has a label
     for start in range(0, targets.numel(), step):
         total = total + checkpoint(
             _summed_cross_entropy, states[start : start + step], weight, targets[start : start + step],
-            use_reentrant=False,
+            use_reentrant=False, preserve_rng_state=False,  # cross-entropy draws no random numbers
         )  # fmt: skip
     if num_items is None:
         return total / targets.numel() if targets.numel() else total

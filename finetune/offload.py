@@ -18,6 +18,15 @@ from typing import Any
 
 def offloaded_checkpoint(function: Any, hidden: Any, *args: Any) -> Any:
     """``torch.utils.checkpoint.checkpoint``'s place: ``function(hidden, *args)`` with ``hidden`` offloaded."""
+    import torch
+
+    if torch.is_grad_enabled():
+        if not hidden.requires_grad:
+            # Nothing would flow back through the layers, and LoRA would silently learn nothing.
+            raise RuntimeError("offloaded checkpointing: the layer input does not require grad; "
+                               "call model.enable_input_require_grads() first")
+        if any(torch.is_tensor(a) and a.requires_grad for a in args):
+            raise RuntimeError("offloaded checkpointing passes gradients to the layer input only")
     return _Offloaded.apply(function, hidden, *args)
 
 

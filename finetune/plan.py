@@ -2,9 +2,11 @@
 
 The estimate is bookkeeping, not a regression: it adds up the tensors alive at the three moments where a
 training step peaks (the loss backward, one decoder layer's backward, the optimizer step) and reports the
-largest. It models the loop of ``shared/bench/gpu_train_probe.py`` (transformers + peft + bitsandbytes, or
-Unsloth) and reproduces the six peaks it measured on an H100 (PLATFORM.md) within 1%, and 13 more
-configurations measured the same way within 4%. The peft side has no fitted constant; Unsloth's has one.
+largest. It was built on a raw training loop (``gpu_train_probe.py``, the yardstick of
+benchmarks/gpu/train_bench.sh: transformers + peft + bitsandbytes, or Unsloth) and reproduces the six peaks that
+loop reached on an H100 (benchmarks/results/) within 1%, and 13 more configurations within 4%; ``RunShape``'s
+switches (``fp32_unquantized``, ``chunked_loss``, ``offload_activations``) tell that loop from lorastack's
+trainer, whose measured peaks it predicts within 8%. The peft side has no fitted constant; Unsloth's has one.
 
     model = ModelShape.from_pretrained("meta-llama/Llama-3.2-1B")   # reads config.json only
     run = RunShape(batch_size=8, seq_len=2048, quantization="nf4")
@@ -37,7 +39,7 @@ _OPT8_MIN_SIZE = 4096  # ... but fp32 states for tensors smaller than this (min_
 
 # The one fitted constant: bytes per token per MLP-intermediate unit that Unsloth's fused LoRA MLP backward
 # allocates beyond the tensors counted in _layer_bytes (about five bf16 intermediate-wide gradients and
-# products). Fitted to PLATFORM.md's Unsloth peaks (1B 1.63 GiB: -1.0%, 8B 5.82 GiB: +0.1%); 9 or 11 stay
+# products). Fitted to the probe's measured Unsloth peaks (1B 1.63 GiB: -1.0%, 8B 5.82 GiB: +0.1%); 9 or 11 stay
 # within 3%. The two shapes cannot tell an intermediate-width term from a hidden-width one.
 _UNSLOTH_MLP_TEMP = 10
 
@@ -209,8 +211,8 @@ class RunShape(BaseModel):
     offload_activations: bool = False
     """peft with finetune.offload: checkpointed layer inputs wait in host RAM (Unsloth always does this)."""
     chunked_loss: bool = False
-    """The loss from the last hidden state a chunk of tokens at a time (lorastack's peft backend on plain causal
-    LMs): no [tokens, vocab] logits held."""
+    """The loss from the last hidden state a chunk of tokens at a time: no [tokens, vocab] logits held. Off here
+    (the probe's loop); ``lorastack plan`` turns it on where ``training.chunked_loss`` applies."""
     fp32_unquantized: bool = False
     """On a quantized base, the weights that are not quantized (embeddings, norms, lm_head) upcast to fp32, as
     peft's prepare_model_for_kbit_training (and TRL, which calls it) does; lorastack's backends keep them."""
@@ -366,7 +368,7 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
         overhead, device = MemoryItem("CUDA context + allocator", slack, "~0.5 GiB + 10%, not measured"), "GPU"
     if (unsloth or run.offload_activations) and run.gradient_checkpointing:
         who = "Unsloth" if unsloth else "offload_activations"
-        notes.append(f"{who} moves {layers * 2 * h * tokens / GIB:.2f} GiB of layer inputs to host RAM")
+        notes.append(f"{who} moves {layers * act * h * tokens / GIB:.2f} GiB of layer inputs to host RAM")
     if run.optimizer.startswith("paged"):
         notes.append("paged optimizer states move to host RAM when the GPU runs short")
     return MemoryPlan(items=items, overhead=overhead, phase=phase, device=device, notes=tuple(notes))
@@ -427,7 +429,7 @@ def _layer_bytes(model: ModelShape, run: RunShape, act: int) -> tuple[int, int]:
 
     Counted from the forward code of transformers' Llama layer under peft (torch saves an op's input only
     when a gradient needs it; frozen weights need none) and of Unsloth's fused kernels; checked on the H100
-    against 13 probe runs besides PLATFORM.md's six (1B/8B, bf16/fp32/QLoRA-like, checkpointing on/off).
+    against 13 probe runs besides the six in benchmarks/results/ (1B/8B, bf16/fp32/QLoRA-like, checkpointing on/off).
     """
     h, kv, i, t = model.hidden_size, model.kv_dim, model.intermediate_size, run.tokens
     q, chosen, r = model.num_heads * model.head_dim, set(run.targets), run.lora_r

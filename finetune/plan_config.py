@@ -29,6 +29,7 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
         gradient_checkpointing=config.training.gradient_checkpointing != "off",
         backend=backend,
         offload_activations=config.training.offload_activations and backend == "peft",
+        fp32_unquantized=backend == "peft" and quantization != "none" and dtype == "float16",
         chunked_loss=config.training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,
     )
 

@@ -16,9 +16,9 @@ from finetune.data.collate import count_tokens
 class TokenCounter:
     """Counts the non-padding tokens of the batches the model trains on.
 
-    Fed from ``Trainer.training_step`` (see :func:`finetune.hf_trainer.trainer_class`), not from the collator: the collator
-    also builds eval batches and the batch the data loader fetches ahead, which are not trained on. The
-    collators count on the CPU (:data:`NUM_TOKENS`), so counting never waits for the GPU.
+    Fed from ``Trainer.training_step`` (see :func:`finetune.hf_trainer.trainer_class`), not from the collator:
+    the collator also builds eval batches and the batch the data loader fetches ahead, which are not trained on.
+    The collators count on the CPU (:data:`NUM_TOKENS`), so counting never waits for the GPU.
     """
 
     def __init__(self) -> None:

@@ -24,7 +24,6 @@ from finetune.card import write_card
 from finetune.config import TrainConfig
 from finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
 from finetune.hf_trainer import trainer_class
-from finetune.loss import split_head
 from finetune.progress import RichProgress, TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
@@ -130,15 +129,13 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter()
     console.print(f"Batching: {collate_reason}", highlight=False)
-    chunked = config.training.chunked_loss and plan.backend != "unsloth" and split_head(model) is not None
-    if chunked:
-        console.print("Loss: from the last hidden state in chunks (no full logits held)", highlight=False)
 
     if plan.on_gpu:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
     progress = RichProgress(console, counter)
+    chunked = config.training.chunked_loss and plan.backend != "unsloth"  # Unsloth fuses its own loss
     trainer = trainer_class(counter, chunked)(
         model=model,
         args=_training_arguments(config, plan, eval_set is not None),
@@ -147,6 +144,8 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         data_collator=collator,
         callbacks=[progress],
     )
+    if trainer.uses_chunked_loss():
+        console.print("Loss: from the last hidden state in chunks (no full logits held)", highlight=False)
     if resume:
         console.print(f"Resuming from {Path(last).name}.")
     started = time.perf_counter()

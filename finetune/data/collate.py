@@ -15,12 +15,12 @@ from attending to each other:
 That mask is dense: one row of all the batch's tokens costs attention work and memory in the square of the
 batch's tokens. Measured on an H100 (SmolLM2-135M, 16 examples of ~700 tokens): one 12k-token row ran at
 14-16k tokens/s with a 28.6 GiB peak against 31-37k tokens/s and 22.6 GiB padded. So for sdpa the examples
-are packed into rows of at most ``data.max_length`` tokens (:class:`PackedRowsCollator`): the linear layers
-still skip most padding, and attention costs rows x max_length squared, no more than padded batches. Measured
-on the same H100 with tool-use chat data (~740 tokens an example, max_length 1024): 31.5k vs 31.0k tokens/s
-padded for the 135M shape at batch 16, 12.4k vs 12.5k for a 1B shape at batch 8, same peak memory; examples
-that long leave little padding to skip, so shorter data gains more.
-eager materialises [heads, row, row] attention weights per layer, so it gets padded batches.
+are packed into rows no longer than the batch's longest example (:class:`PackedRowsCollator`): never more rows,
+nor wider ones, than the padded batch, so attention costs no more than padding and the linear layers skip
+most of it. Measured on the same H100 with tool-use chat data (~740 tokens an example, max_length 1024, rows
+then capped at max_length): 31.5k vs 31.0k tokens/s padded for the 135M shape at batch 16, 12.4k vs 12.5k for a
+1B shape at batch 8, same peak memory; examples that long leave little padding to skip. eager materialises
+[heads, row, row] attention weights per layer, so it gets padded batches.
 
 Every collator adds :data:`NUM_TOKENS`, the batch's non-padding tokens counted on the CPU, so the trainer can
 count tokens/s without waiting for the GPU; the trainer takes it out before the model sees the batch.
@@ -79,8 +79,10 @@ class PaddedCollator:
 
 class PackedRowsCollator:
     """Padding-free batches for attention that keeps examples apart with a mask built from ``position_ids``
-    (sdpa): the batch's examples go back to back into rows of at most ``row_tokens`` tokens (longest first, each
-    into the first row with room; an example longer than that gets a row of its own).
+    (sdpa): the batch's examples go back to back into rows as long as its longest example, at most ``row_tokens``
+    (longest first, each into the first row with room; an example longer than ``row_tokens`` gets a row of its
+    own). A row is then never wider than the padded batch, nor are there more rows, so attention, whose mask is
+    dense within a row, never costs more than padding.
 
     ``position_ids`` restart at 0 for every example and each example's first label is -100, so nothing is
     learned across a boundary. Rows shorter than the longest are filled with pad tokens that restart the
@@ -97,8 +99,9 @@ class PackedRowsCollator:
         """Which examples (by index) go into which row, in order."""
         rows: list[list[int]] = []
         used: list[int] = []
+        cap = min(self.row_tokens, max(lengths, default=0))
         for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-            row = next((r for r, n in enumerate(used) if n + lengths[i] <= self.row_tokens), None)
+            row = next((r for r, n in enumerate(used) if n + lengths[i] <= cap), None)
             if row is None:
                 rows.append([i])
                 used.append(lengths[i])
@@ -166,8 +169,8 @@ def make_collator(
             )
         if attn_implementation in MASKED_ATTENTION:
             return PackedRowsCollator(pad_id, config.max_length, pad_to_multiple_of), (
-                f"padding-free (examples back to back in rows of at most {config.max_length} tokens; "
-                f"{attn_implementation} keeps them apart with a mask built from position_ids, which needs use_cache off)"
+                "padding-free (examples back to back in rows no longer than each batch's longest example; "
+                f"{attn_implementation} keeps them apart with a mask built from position_ids; needs use_cache off)"
             )
     collator = PaddedCollator(pad_id, pad_to_multiple_of)
     if not config.packing:

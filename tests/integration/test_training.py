@@ -181,17 +181,23 @@ def _random_llama(folder: Path) -> Path:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("backend", "quantization"), [("unsloth", "nf4"), ("peft", "nf4"), ("peft", "none")])
-def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str) -> None:
-    """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend; the adapter passes the gate."""
+@pytest.mark.parametrize(
+    ("backend", "quantization", "extra"),
+    [("unsloth", "nf4", ()), ("peft", "nf4", ()), ("peft", "none", ()),
+     ("peft", "nf4", ("training.offload_activations=true",))],
+)
+def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str, extra: tuple[str, ...]) -> None:
+    """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend (and offloaded checkpointing); the adapter
+    passes the gate."""
     if backend == "unsloth":
         pytest.importorskip("unsloth")
     model = _random_llama(tmp_path / "model")
     config = tiny_config(
         tmp_path / "run", f"base_model={model}", f"backend={backend}", f"quantization={quantization}",
-        f"data.chat_template={ROOT / 'lorastack' / 'templates' / 'chatml_tools.jinja'}", "training.max_steps=3",
+        f"data.chat_template={ROOT / 'lorastack' / 'templates' / 'chatml_tools.jinja'}", "training.max_steps=3", *extra,
     )  # fmt: skip
     result = train(config, Console(quiet=True))
     assert result.plan.backend == backend and result.plan.quantization == quantization
     assert result.metrics["peak_gpu_memory_gib"] > 0 and result.metrics["steps"] == 3
+    assert result.plan.offload_activations == (backend == "unsloth" or bool(extra))
     inspect_adapter(result.adapter_dir)

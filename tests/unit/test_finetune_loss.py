@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from finetune.data import NUM_TOKENS, DataConfig, PaddedCollator, PackedRowsCollator, load_examples
+from finetune.data import NUM_TOKENS, DataConfig, PackedRowsCollator, PaddedCollator, load_examples
 from finetune.loss import IGNORE, chunked_cross_entropy, split_head
 from lorastack.templates import TOOLS_TEMPLATE
 
@@ -38,10 +38,11 @@ def test_chunks_give_the_full_loss_and_gradients(num_items):
     # 50 * 7 elements per chunk: 7 tokens a chunk, the last one short.
     got = chunked_cross_entropy(hidden, weight, labels, num_items, chunk_elements=50 * 7)
     assert torch.allclose(got, expected)
-    for a, b in zip(torch.autograd.grad(got, (hidden, weight)), grads):
+    chunk_grads = torch.autograd.grad(got, (hidden, weight))
+    for a, b in zip(chunk_grads, grads):
         assert torch.allclose(a, b)
     # Prompt positions get no gradient: they never went through the head.
-    assert torch.all(grads[0][:, :6] == 0)
+    assert torch.all(chunk_grads[0][:, :6] == 0) and chunk_grads[0][:, 6].abs().sum() > 0
 
 
 def test_no_labelled_token_is_a_zero_loss():
@@ -75,9 +76,12 @@ def test_only_plain_causal_heads_are_split(lora_model):
 
 
 @pytest.mark.parametrize("packed", [False, True])
-def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, packed):
+def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, monkeypatch, packed):
     """Through the Trainer subclass a run uses: chunked on and off give the same loss and LoRA gradients, on a
-    padded batch and on packed rows."""
+    padded batch and on packed rows, in chunks of 50 tokens; and the same eval loss."""
+    import finetune.loss
+
+    monkeypatch.setattr(finetune.loss, "CHUNK_ELEMENTS", 50 * 49152)
     from transformers import TrainingArguments
 
     from finetune.hf_trainer import trainer_class
@@ -94,12 +98,18 @@ def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, packed):
     results = []
     for chunked in (False, True):
         trainer = trainer_class(TokenCounter(), chunked)(model=model, args=args)
-        assert (trainer._chunkable(model, batch, False) is not None) == chunked
+        assert trainer.uses_chunked_loss() == chunked
         model.zero_grad()
         loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=num_items)
         loss.backward()
         grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
-        results.append((loss.detach(), grads))
-    (full, full_grads), (chunks, chunk_grads) = results
-    assert torch.allclose(full, chunks, rtol=1e-5)
-    assert len(full_grads) == 30 * 2 * 2 and all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(full_grads, chunk_grads))
+        model.eval()
+        eval_loss, logits, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
+        model.train()
+        assert logits is None
+        results.append((loss.detach(), grads, eval_loss))
+    (full, full_grads, full_eval), (chunks, chunk_grads, chunk_eval) = results
+    assert num_items > 50  # more than one chunk
+    assert torch.allclose(full, chunks, rtol=1e-5) and torch.allclose(full_eval, chunk_eval, rtol=1e-5)
+    assert len(full_grads) == 30 * 2 * 2
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(full_grads, chunk_grads))

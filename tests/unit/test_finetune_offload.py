@@ -56,14 +56,42 @@ def test_layers_use_the_offloaded_function():
                for layer in layers)
 
 
-def test_offload_needs_checkpointing_on_the_peft_backend(tmp_path):
+def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
+    import finetune.backends
     from finetune.backends import resolve
     from finetune.config import load_train_config
     from lorastack.errors import LorastackError
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
-    config = load_train_config(None, [f"data.path={data}", "training.offload_activations=true"])
-    with pytest.raises(LorastackError, match="offload_activations needs gradient checkpointing on the peft backend"):
-        resolve(config)  # no GPU here: backend cpu
-    assert resolve(load_train_config(None, [f"data.path={data}"])).offload_activations is False
+
+    def plan(*overrides):
+        return resolve(load_train_config(None, [f"data.path={data}", "quantization=none", *overrides]))
+
+    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (False, False))
+    assert plan("training.offload_activations=true").offload_activations is False  # CPU: nowhere to offload to
+    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
+    assert plan("backend=peft", "training.offload_activations=true").offload_activations is True
+    assert plan("backend=peft").offload_activations is False
+    with pytest.raises(LorastackError, match="checkpointing is off"):
+        plan("backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
+
+
+def test_a_layer_input_without_grad_is_refused():
+    """Offloading like reentrant checkpointing: without a grad-requiring input nothing would reach LoRA."""
+    layer = torch.nn.Linear(4, 4)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        offload.offloaded_checkpoint(layer, torch.randn(2, 4))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_offloaded_checkpointing_on_cuda_under_bf16_autocast(dropout):
+    """The CUDA path: pinned host copies, CUDA RNG replay, bf16 autocast restored in the backward."""
+    results = []
+    for mode in ("plain", "offloaded"):
+        with torch.device("cuda"), torch.autocast("cuda", dtype=torch.bfloat16):
+            results.append(_step(mode, dropout))
+    (loss, grads), (offloaded_loss, offloaded_grads) = results
+    assert torch.allclose(loss, offloaded_loss)
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(grads, offloaded_grads))

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from finetune.plan import GIB, PROJECTIONS, ModelShape, RunShape, estimate_memory, largest_batch
 from lorastack.errors import LorastackError, NotFound
 
-# shared/bench/gpu_train_probe.py's random-init Llama shapes: hidden, layers, heads, kv heads, intermediate.
+# The GPU probe's (gpu_train_probe.py) random-init Llama shapes: hidden, layers, heads, kv heads, intermediate.
 PROBE_SHAPES = {"1b": (2048, 16, 32, 8, 8192), "8b": (4096, 32, 32, 8, 14336)}
 PROBE_MODES = {  # the probe's three modes as RunShapes (bs 4 x 1024, r=16 on all 7 projections, AdamW)
     "lora16": {"quantization": "none", "backend": "peft"},
@@ -39,9 +39,10 @@ def probe_run(mode: str = "lora16", **changes) -> RunShape:
      ("8b", "lora16", 17.97), ("8b", "qlora", 10.58), ("8b", "unsloth", 5.82)],
 )
 def test_reproduces_the_measured_peaks(size: str, mode: str, measured_gib: float) -> None:
-    """PLATFORM.md's "Training speed on the GPU" peaks, within 15% (the estimate is within 1.0% of each).
+    """The probe's measured peaks (benchmarks/results/gpu_train_h100_2026-11-23.jsonl), within 15% (the
+    estimate is within 1.0% of each).
 
-    torch.cuda.max_memory_allocated() of shared/bench/gpu_train_probe.py on an H100 80GB, measured 2026-11-23
+    torch.cuda.max_memory_allocated() of the probe on an H100 80GB, measured 2026-11-23
     with torch 2.11.0+cu130, transformers 5.17.0, peft 0.21, bitsandbytes 0.50.2, unsloth and unsloth-zoo
     2026.10.9: random-init Llama 1B/8B shapes, vocab 49152, bs 4 x 1024, r=16 on all 7 projections, gradient
     checkpointing, torch AdamW. Golden numbers: re-record them by re-running the probe when a version changes,
@@ -87,7 +88,7 @@ def test_reproduces_qlora_activations(size: str, vocab: int, batch: int, seq: in
     """QLoRA without its 4-bit weights, within 15% (the estimate is within 2%): the probe's qlora mode with
     bitsandbytes' Linear4bit replaced by frozen bf16 projections that take and return fp32 the way it does,
     after prepare_model_for_kbit_training's fp32 upcast. Peak minus the bf16 projections; the first and third
-    rows plus the NF4 weights give PLATFORM.md's 4.94 and 10.58 GiB again. H100, 2026-11-23, same versions.
+    rows plus the NF4 weights give the probe's 4.94 and 10.58 GiB again. H100, 2026-11-23, same versions.
     """
     plan = estimate_memory(probe_model(size, vocab), probe_run("qlora", batch_size=batch, seq_len=seq))
     without_base = plan.allocated_bytes - plan.get("base weights")
@@ -214,7 +215,7 @@ def test_embedded_model_shape_matches_its_weights(base_model) -> None:
     assert shape.assumptions == ()
     q_in, q_out = shape.projections()["q_proj"]
     assert weights["model.layers.0.self_attn.q_proj.weight"] == (q_out, q_in)
-    # PLATFORM.md: "SmolLM2-135M, LoRA r=16 all linear: 4.9M trainable params".
+    # peft's count for SmolLM2-135M, LoRA r=16 on all linear layers: 4.9M trainable params.
     plan = estimate_memory(shape, RunShape(lora_r=16))
     assert plan.get("LoRA parameters") / 4 == pytest.approx(4.9e6, rel=0.01)
 
