@@ -18,11 +18,6 @@ console = Console()
 err = Console(stderr=True)
 
 
-
-def _config(**options) -> AgentConfig:
-    return AgentConfig(**{k: v for k, v in options.items() if v is not None})
-
-
 def _print_step(step) -> None:  # agent.runner.Step
     if step.kind == "tool_call":
         mark = "" if step.ok else " [red](malformed)[/]"
@@ -68,7 +63,7 @@ def ask(
     from agent.session import ask as ask_agent
     from agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
-    config = _config(
+    config = AgentConfig.from_options(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
     )  # fmt: skip
@@ -98,7 +93,7 @@ def chat(
     from agent.session import ask as ask_agent
     from agent.session import build_tools, open_endpoint
 
-    config = _config(
+    config = AgentConfig.from_options(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, search=search, index=index,
     )  # fmt: skip

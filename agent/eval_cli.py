@@ -73,11 +73,10 @@ def eval_command(
     if corpus and (index or search == "web"):
         raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
     items = load_items(eval_file, limit)
-    options = dict(
+    config = AgentConfig.from_options(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
         max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
     )  # fmt: skip
-    config = AgentConfig(**{k: v for k, v in options.items() if v is not None})
     models = [None, compare] if compare else [None]
     reports = run_eval(items, config, models, corpus, say=_dim, on_result=_tick(len(items)))
     console.print(_table(reports))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def make_random_adapter(
@@ -22,3 +23,13 @@ def make_random_adapter(
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
     get_peft_model(model, config).save_pretrained(out)
     return out
+
+
+def one_line_error(result: Any) -> str:
+    """The single stderr line of a failed CLI run (a ``subprocess.CompletedProcess``); asserts there is no
+    traceback and nothing else."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]

@@ -12,6 +12,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from lorastack.cli import app
+from lorastack.testing import one_line_error
 
 
 def _all_commands(command, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -42,27 +43,19 @@ def _lorastack(*args: str, env: dict | None = None) -> subprocess.CompletedProce
     )
 
 
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_unknown_adapter_is_one_line() -> None:
-    line = _one_line_error(_lorastack("adapters", "show", "nope"))
+    line = one_line_error(_lorastack("adapters", "show", "nope"))
     assert "No adapter 'nope' in the registry. See lorastack adapters list." in line
 
 
 def test_register_bad_adapter_is_one_line(tmp_path) -> None:
     (tmp_path / "adapter_config.json").write_text("{")
-    line = _one_line_error(_lorastack("adapters", "register", "x", str(tmp_path)))
+    line = one_line_error(_lorastack("adapters", "register", "x", str(tmp_path)))
     assert "is not valid JSON" in line and "Re-save" in line
 
 
 def test_invalid_serve_option_is_one_line() -> None:
-    line = _one_line_error(_lorastack("serve", "--max-lora-rank", "20"))
+    line = one_line_error(_lorastack("serve", "--max-lora-rank", "20"))
     assert "max_lora_rank (20) must be one of" in line
 
 
@@ -71,7 +64,7 @@ def test_port_in_use_is_refused_before_starting_vllm() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        line = _one_line_error(_lorastack("serve", "--port", str(port)))
+        line = one_line_error(_lorastack("serve", "--port", str(port)))
     assert f"Port {port} on 127.0.0.1 is already in use" in line
     assert f"--port {port + 1}" in line
 
@@ -90,11 +83,11 @@ def test_vllm_missing_is_one_line(tmp_path) -> None:
         "sys.meta_path.insert(0, _Hide())\n"
     )
     env = dict(os.environ, PYTHONPATH=str(shadow))
-    line = _one_line_error(_lorastack("serve", env=env))
+    line = one_line_error(_lorastack("serve", env=env))
     assert "vLLM is not installed" in line and "lorastack[cpu]" in line
 
 
 def test_bad_training_config_is_one_line() -> None:
     """Checked before torch loads: no library warnings in front of the error."""
-    line = _one_line_error(_lorastack("train", "lora.r=8"))
+    line = one_line_error(_lorastack("train", "lora.r=8"))
     assert "Invalid training config: data: Field required" in line

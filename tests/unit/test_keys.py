@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from lorastack.cli import app
 from lorastack.errors import LorastackError, NotFound
+from lorastack.testing import one_line_error
 from serve.keys import KeyStore, Role, allows, parse_role
 from serve.registry import Registry
 
@@ -192,22 +193,14 @@ def _lorastack(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lorastack.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_cli_bad_or_missing_role_is_one_line() -> None:
-    line = _one_line_error(_lorastack("keys", "create", "--role", "root"))
+    line = one_line_error(_lorastack("keys", "create", "--role", "root"))
     assert "Unknown role 'root'. Use --role inference or --role admin" in line
-    line = _one_line_error(_lorastack("keys", "create"))
+    line = one_line_error(_lorastack("keys", "create"))
     assert "Add --role inference or --role admin." in line
     assert KeyStore().list() == []
 
 
 def test_cli_revoke_unknown_is_one_line() -> None:
-    line = _one_line_error(_lorastack("keys", "revoke", "deadbeef"))
+    line = one_line_error(_lorastack("keys", "revoke", "deadbeef"))
     assert "No API key with id 'deadbeef'. See lorastack keys list." in line
