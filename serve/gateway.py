@@ -423,14 +423,30 @@ class Gateway:
         first: float | None = None
         usage: dict | None = None
         status = "200"
+        finished = False
         buffer = b""
+
+        async def finish() -> None:
+            # Before the client gets [DONE]: one that has read the whole stream then finds the request counted
+            # in the metrics and no longer in flight (which a drain waits for).
+            nonlocal finished
+            finished = True
+            self.routes.release(target)
+            await upstream.aclose()
+            end = time.perf_counter()
+            self._account(labels, status, end - started, (first or end) - started, usage)
+
         try:
             async for chunk in upstream.aiter_bytes():
                 buffer += chunk
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
                     payload = event[6:] if event.startswith(b"data: ") else b""
-                    if payload and payload != b"[DONE]":
+                    if payload == b"[DONE]":
+                        await finish()
+                        yield event + b"\n\n"
+                        return
+                    if payload:
                         try:
                             parsed = json.loads(payload)
                         except ValueError:
@@ -450,10 +466,8 @@ class Gateway:
             status = "499"
             raise
         finally:
-            self.routes.release(target)
-            await upstream.aclose()
-            end = time.perf_counter()
-            self._account(labels, status, end - started, (first or end) - started, usage)
+            if not finished:
+                await finish()
 
     def _account(self, labels: tuple[str, str], status: int | str, seconds: float, ttft: float,
                  usage: dict | None) -> None:  # fmt: skip
