@@ -41,7 +41,7 @@ def _host_copy(tensor: Any) -> Any:
 
     if tensor.device.type == "cpu":
         return tensor.detach().clone()
-    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=True)  # whatever the default device
     return host.copy_(tensor.detach(), non_blocking=True)
 
 
