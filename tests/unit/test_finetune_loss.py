@@ -112,4 +112,5 @@ def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, monkeypatch, 
     assert num_items > 50  # more than one chunk
     assert torch.allclose(full, chunks, rtol=1e-5) and torch.allclose(full_eval, chunk_eval, rtol=1e-5)
     assert len(full_grads) == 30 * 2 * 2
-    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(full_grads, chunk_grads))
+    # float32 sums in another order: each tensor within 1e-5 of its largest value (a wrong loss is off by ~1e-1).
+    assert all((a - b).abs().max() <= 1e-5 * b.abs().max() for a, b in zip(full_grads, chunk_grads))
