@@ -81,15 +81,23 @@ def resolve(config: TrainConfig) -> Plan:
         optimizer = "adamw_torch" if backend == "cpu" else "paged_adamw_8bit"
     checkpointing = config.training.gradient_checkpointing
     gradient_checkpointing = checkpointing == "on" or (checkpointing == "auto" and backend != "cpu")
-    if config.training.offload_activations and backend == "peft" and not gradient_checkpointing:
+    if config.training.offload_activations == "on" and backend == "peft" and not gradient_checkpointing:
         raise LorastackError(
             "training.offload_activations offloads what gradient checkpointing keeps, and checkpointing is off.",
-            "Set training.gradient_checkpointing: on (or auto), or drop offload_activations.",
+            "Set training.gradient_checkpointing: on (or auto), or offload_activations: auto.",
         )
-    # Unsloth's checkpointing always offloads; on the CPU there is nowhere to offload to (it is ignored there).
-    asked = backend == "peft" and config.training.offload_activations
-    offload = gradient_checkpointing and (backend == "unsloth" or asked)
+    # On the CPU there is nowhere to offload to (it is ignored there).
+    offload = gradient_checkpointing and offloads(config.training.offload_activations, backend, quantization)
     return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload)
+
+
+def offloads(setting: str, backend: str, quantization: str) -> bool:
+    """Whether checkpointed layer inputs go to host RAM: always with Unsloth (its checkpointing does it); with
+    peft when asked, or by default for quantized runs (measured on an H200, 8B QLoRA: 0.75 GiB less at
+    about the same speed)."""
+    if backend == "unsloth":
+        return True
+    return backend == "peft" and (setting == "on" or (setting == "auto" and quantization != "none"))
 
 
 def _torch_dtype(name: str) -> Any:

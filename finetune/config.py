@@ -61,16 +61,17 @@ class TrainingSettings(BaseModel):
     """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
-    offload_activations: bool = False
+    offload_activations: Literal["auto", "on", "off"] = "auto"
     """With gradient checkpointing on CUDA, keep each layer's saved input in host RAM until the backward (what
-    Unsloth's checkpointing does): layers x tokens x hidden x 2 bytes less GPU memory (1 GiB for an 8B model at
-    4 x 1024 tokens) for two host copies per layer and step. peft backend; Unsloth always offloads."""
+    Unsloth's checkpointing does): layers x tokens x hidden x 2 bytes less GPU memory (0.75 GiB for an 8B model
+    at 4 x 1024 tokens) for two host copies per layer and step. auto: on for quantized (QLoRA) runs, where memory
+    is the point. peft backend; Unsloth always offloads."""
     chunked_loss: bool = True
     """Compute the loss from the last hidden state a chunk of labelled tokens at a time, never holding all the
     logits (GiBs for large vocabularies). For Llama, Mistral, Qwen2/3, Phi-3, SmolLM3, OLMo 2, StarCoder2 and
     Gemma on one process with the peft backend; other models, and Unsloth (its own fused loss), use theirs."""
 
-    @field_validator("gradient_checkpointing", mode="before")
+    @field_validator("gradient_checkpointing", "offload_activations", mode="before")
     @classmethod
     def _yaml_switch(cls, value: Any) -> Any:
         # YAML reads a bare on/off as a boolean.
@@ -167,5 +168,5 @@ def field_docs(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[t
             rows += field_docs(annotation, f"{prefix}{name}.")
             continue
         default = "required" if field.is_required() else repr(field.default)
-        rows.append((f"{prefix}{name}", default, field.description or ""))
+        rows.append((f"{prefix}{name}", default, " ".join((field.description or "").split())))  # one paragraph
     return rows

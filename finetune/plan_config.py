@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finetune.backends import _has
+from finetune.backends import _has, offloads
 from finetune.config import TrainConfig
 from finetune.loss import PLAIN_CAUSAL_LMS
 from finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
@@ -16,9 +16,10 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
         backend = "unsloth" if backend == "auto" and _has("unsloth") and config.quantization != "int8" else "peft"
     quantization = "nf4" if config.quantization == "auto" else config.quantization
     dtype = "bfloat16" if config.compute_dtype == "auto" else config.compute_dtype
-    optimizer = "paged_adamw_8bit" if config.training.optimizer == "auto" else config.training.optimizer
+    training = config.training
+    optimizer = "paged_adamw_8bit" if training.optimizer == "auto" else training.optimizer
     return RunShape(
-        batch_size=config.training.batch_size,
+        batch_size=training.batch_size,
         seq_len=config.data.max_length,
         lora_r=config.lora.r,
         target_modules=config.lora.target_modules,
@@ -26,11 +27,11 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
         double_quant=config.double_quant,
         dtype=dtype,
         optimizer=optimizer,
-        gradient_checkpointing=config.training.gradient_checkpointing != "off",
+        gradient_checkpointing=training.gradient_checkpointing != "off",
         backend=backend,
-        offload_activations=config.training.offload_activations and backend == "peft",
+        offload_activations=backend == "peft" and offloads(training.offload_activations, backend, quantization),
         fp32_unquantized=backend == "peft" and quantization != "none" and dtype == "float16",
-        chunked_loss=config.training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,
+        chunked_loss=training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,
     )
 
 

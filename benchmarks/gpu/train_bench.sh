@@ -8,7 +8,7 @@
 # $BENCH_DIR/tools.jsonl (e.g. 2000 rows of `lorastack data synth`'s train.jsonl).
 # Writes one JSON line per run to ${OUT:-/tmp}/train_bench.jsonl.
 set -uo pipefail
-sizes=${1:-"1b 8b"}; modes=${2:-"unsloth qlora lora16"}
+sizes=${1-"1b 8b"}; modes=${2-"unsloth qlora lora16"}  # "" runs none
 bench=${BENCH_DIR:-.gpu}; out=${OUT:-/tmp}/train_bench.jsonl
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PROBE_TOKENIZER=$bench/tok HF_HUB_OFFLINE=1
 if ! python -c "import unsloth, bitsandbytes" 2>/dev/null; then
@@ -16,9 +16,11 @@ if ! python -c "import unsloth, bitsandbytes" 2>/dev/null; then
 fi
 python benchmarks/gpu/make_data.py /tmp/bench-fixed.jsonl 256 fixed
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-declare -A backend=([unsloth]="backend=unsloth quantization=nf4" [qlora]="backend=peft quantization=nf4"
+# qlora is the probe's loop (layer inputs kept on the GPU); qlora_offload is lorastack's default for quantized runs.
+declare -A backend=([unsloth]="backend=unsloth quantization=nf4"
+  [qlora]="backend=peft quantization=nf4 training.offload_activations=off"
   [lora16]="backend=peft quantization=none"
-  [qlora_offload]="backend=peft quantization=nf4 training.offload_activations=true")
+  [qlora_offload]="backend=peft quantization=nf4 training.offload_activations=on")
 
 card_line() {  # $1: JSON fields to put first; prints the run's metrics from its card, or the log's tail
   local card=/tmp/lorastack-bench/adapter/training_card.json
@@ -55,10 +57,18 @@ if [ "${3:-}" = packing ]; then
   python - <<'PY'
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-cfg = LlamaConfig(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
-                  intermediate_size=1536, vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True)
-LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained("/tmp/rand-135m")
-AutoTokenizer.from_pretrained(".gpu/tok").save_pretrained("/tmp/rand-135m")
+import os
+shapes = {  # the 1B shape is the probe's, made here when no 1b run came first
+    "135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                 intermediate_size=1536, max_position_embeddings=8192, tie_word_embeddings=True),
+    "1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+               intermediate_size=8192, max_position_embeddings=4096),
+}
+for name, shape in shapes.items():
+    path = f"/tmp/rand-{name}"
+    if not os.path.exists(f"{path}/config.json"):
+        LlamaForCausalLM(LlamaConfig(vocab_size=49152, **shape)).to(torch.bfloat16).save_pretrained(path)
+        AutoTokenizer.from_pretrained(os.environ["PROBE_TOKENIZER"]).save_pretrained(path)
 PY
   template=lorastack/templates/chatml_tools.jinja
   for shape in 135m 1b; do

@@ -32,7 +32,9 @@ def _step(checkpointing: str, dropout: float) -> tuple[torch.Tensor, list[torch.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     model = get_peft_model(model, lora).train()
-    ids = torch.randint(0, 97, (2, 24), generator=torch.Generator().manual_seed(1))
+    # Drawn on the CPU (a CPU generator), then moved to wherever the model is: the same ids on either device.
+    ids = torch.randint(0, 97, (2, 24), generator=torch.Generator().manual_seed(1), device="cpu")
+    ids = ids.to(next(model.parameters()).device)
     torch.manual_seed(7)  # the same dropout masks for both runs
     loss = model(input_ids=ids, labels=ids).loss
     loss.backward()
@@ -72,26 +74,23 @@ def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
     assert plan("training.offload_activations=true").offload_activations is False  # CPU: nowhere to offload to
     monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
     assert plan("backend=peft", "training.offload_activations=true").offload_activations is True
-    assert plan("backend=peft").offload_activations is False
+    assert plan("backend=peft").offload_activations is False  # auto: bf16 LoRA keeps its layer inputs on the GPU
+    monkeypatch.setattr(finetune.backends, "_has", lambda name: True)  # bitsandbytes for nf4
+    assert plan("backend=peft", "quantization=nf4").offload_activations is True  # auto: QLoRA offloads
+    assert plan("backend=peft", "quantization=nf4", "training.offload_activations=off").offload_activations is False
+    assert plan("backend=peft", "quantization=nf4", "training.gradient_checkpointing=off").offload_activations is False
     with pytest.raises(LorastackError, match="checkpointing is off"):
         plan("backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
 
 
-def test_a_layer_input_without_grad_is_refused():
-    """Offloading like reentrant checkpointing: without a grad-requiring input nothing would reach LoRA."""
-    layer = torch.nn.Linear(4, 4)
-    with pytest.raises(RuntimeError, match="does not require grad"):
-        offload.offloaded_checkpoint(layer, torch.randn(2, 4))
+def test_the_planner_offloads_as_the_trainer_does(tmp_path):
+    from finetune.config import load_train_config
+    from finetune.plan_config import run_shape
 
+    def shape(*overrides):
+        return run_shape(load_train_config(None, [f"data.path={tmp_path / 'd.jsonl'}", "backend=peft", *overrides]))
 
-@pytest.mark.gpu
-@pytest.mark.parametrize("dropout", [0.0, 0.2])
-def test_offloaded_checkpointing_on_cuda_under_bf16_autocast(dropout):
-    """The CUDA path: pinned host copies, CUDA RNG replay, bf16 autocast restored in the backward."""
-    results = []
-    for mode in ("plain", "offloaded"):
-        with torch.device("cuda"), torch.autocast("cuda", dtype=torch.bfloat16):
-            results.append(_step(mode, dropout))
-    (loss, grads), (offloaded_loss, offloaded_grads) = results
-    assert torch.allclose(loss, offloaded_loss)
-    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(grads, offloaded_grads))
+    assert shape("quantization=nf4").offload_activations is True
+    assert shape("quantization=none").offload_activations is False
+    assert shape("quantization=nf4", "training.offload_activations=off").offload_activations is False
+    assert shape("quantization=none", "training.offload_activations=on").offload_activations is True
