@@ -43,6 +43,10 @@ def _root(
     # The level goes on the handler too: some libraries (bm25s) set their own loggers to DEBUG.
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)
+    # The hub client logs each retry twice (its own handler and ours); lorastack reports the failure itself.
+    # It reads its level from the environment when first imported, so both are set.
+    os.environ.setdefault("HF_HUB_VERBOSITY", "info" if verbose else "error")
+    logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def _register() -> None:
