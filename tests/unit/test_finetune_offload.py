@@ -75,7 +75,7 @@ def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
     monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
     assert plan("backend=peft", "training.offload_activations=true").offload_activations is True
     assert plan("backend=peft").offload_activations is False  # auto: bf16 LoRA keeps its layer inputs on the GPU
-    monkeypatch.setattr(finetune.backends, "_has", lambda name: True)  # bitsandbytes for nf4
+    monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes")  # for nf4
     assert plan("backend=peft", "quantization=nf4").offload_activations is True  # auto: QLoRA offloads
     assert plan("backend=peft", "quantization=nf4", "training.offload_activations=off").offload_activations is False
     assert plan("backend=peft", "quantization=nf4", "training.gradient_checkpointing=off").offload_activations is False
@@ -94,3 +94,23 @@ def test_the_planner_offloads_as_the_trainer_does(tmp_path):
     assert shape("quantization=none").offload_activations is False
     assert shape("quantization=nf4", "training.offload_activations=off").offload_activations is False
     assert shape("quantization=none", "training.offload_activations=on").offload_activations is True
+
+
+def test_a_layer_input_without_grad_is_refused():
+    """Offloading like reentrant checkpointing: without a grad-requiring input nothing would reach LoRA."""
+    layer = torch.nn.Linear(4, 4)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        offload.offloaded_checkpoint(layer, torch.randn(2, 4))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_offloaded_checkpointing_on_cuda_under_bf16_autocast(dropout):
+    """The CUDA path: pinned host copies, CUDA RNG replay, bf16 autocast restored in the backward."""
+    results = []
+    for mode in ("plain", "offloaded"):
+        with torch.device("cuda"), torch.autocast("cuda", dtype=torch.bfloat16):
+            results.append(_step(mode, dropout))
+    (loss, grads), (offloaded_loss, offloaded_grads) = results
+    assert torch.allclose(loss, offloaded_loss)
+    assert all(torch.allclose(a, b, rtol=1e-3, atol=1e-5) for a, b in zip(grads, offloaded_grads))
