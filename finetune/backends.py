@@ -30,6 +30,8 @@ class Plan:
     reason: str
     offload_activations: bool = False
     """Checkpointed layer inputs wait in host RAM (Unsloth's checkpointing, or finetune.offload for peft)."""
+    attention: str = "sdpa"
+    """The attention implementation the model is loaded with ("unsloth": Unsloth's own kernels)."""
 
     @property
     def on_gpu(self) -> bool:
@@ -88,7 +90,39 @@ def resolve(config: TrainConfig) -> Plan:
         )
     # On the CPU there is nowhere to offload to (it is ignored there).
     offload = gradient_checkpointing and offloads(config.training.offload_activations, backend, quantization)
-    return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload)
+    attention = _attention(config.attention, backend, dtype)
+    return Plan(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload, attention)
+
+
+def _attention(setting: str, backend: str, dtype: str) -> str:
+    if backend == "unsloth":
+        return "unsloth"  # Unsloth patches attention itself, whatever the setting
+    if setting == "flash_attention_2":
+        problem = _flash_attention_problem(backend, dtype)
+        if problem is not None:
+            raise LorastackError(*problem)
+    return setting
+
+
+def _flash_attention_problem(backend: str, dtype: str) -> tuple[str, str] | None:
+    """Why flash_attention_2 cannot run here (message, what to do), or None."""
+    if backend != "peft":
+        return "attention flash_attention_2 runs on a CUDA GPU, not on the CPU.", "Use attention: sdpa."
+    if dtype == "float32":
+        return ("attention flash_attention_2 computes in bfloat16 or float16, not float32.",
+                "Set compute_dtype: auto (or bfloat16), or use attention: sdpa.")
+    try:
+        import flash_attn  # noqa: F401  (a build for another torch fails here, not halfway through loading)
+    except ImportError as exc:
+        return (f"attention flash_attention_2 needs a working flash-attn package ({exc}).",
+                "pip install flash-attn --no-build-isolation (built against this torch), or use attention: sdpa.")
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    if major < 8:
+        return (f"attention flash_attention_2 needs an Ampere or newer GPU; this one is compute capability "
+                f"{major}.{minor}.", "Use attention: sdpa.")
+    return None
 
 
 def offloads(setting: str, backend: str, quantization: str) -> bool:
@@ -150,7 +184,7 @@ def load_model(config: TrainConfig, plan: Plan, model_path: str, max_length: int
         quant = BitsAndBytesConfig(load_in_8bit=True)
     device_map = {"": torch.cuda.current_device()} if plan.on_gpu else {"": "cpu"}
     model = AutoModelForCausalLM.from_pretrained(
-        model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation="sdpa"
+        model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation=plan.attention
     )
     # fp16 compute (GPUs without bf16) keeps peft's fp32 upcast: frozen fp16 norms and logits can overflow.
     upcast = quant is not None and plan.compute_dtype == "float16"

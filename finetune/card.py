@@ -56,6 +56,9 @@ def write_card(
         "quantization": plan.quantization,
         "compute_dtype": plan.compute_dtype,
         "optimizer": plan.optimizer,
+        "attention": plan.attention,
+        "gradient_checkpointing": plan.gradient_checkpointing,
+        "offload_activations": plan.offload_activations,
         "config": json.loads(config.model_dump_json()),
         "metrics": metrics,
         "loss_curve": loss_curve.name if loss_curve else None,  # next to adapter/, in the run folder

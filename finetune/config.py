@@ -63,9 +63,9 @@ class TrainingSettings(BaseModel):
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
     offload_activations: Literal["auto", "on", "off"] = "auto"
     """With gradient checkpointing on CUDA, keep each layer's saved input in host RAM until the backward (what
-    Unsloth's checkpointing does): layers x tokens x hidden x 2 bytes less GPU memory (0.75 GiB for an 8B model
-    at 4 x 1024 tokens) for two host copies per layer and step. auto: on for quantized (QLoRA) runs, where memory
-    is the point. peft backend; Unsloth always offloads."""
+    Unsloth's checkpointing does): layers x tokens x hidden x 2 bytes less GPU memory (1 GiB for an 8B model at
+    4 x 1024 tokens; the peak fell by 0.75 GiB) for two host copies per layer and step. auto: on for quantized
+    (QLoRA) runs, where memory is the point. peft backend; Unsloth always offloads."""
     chunked_loss: bool = True
     """Compute the loss from the last hidden state a chunk of labelled tokens at a time, never holding all the
     logits (GiBs for large vocabularies). For Llama, Mistral, Qwen2/3, Phi-3, SmolLM3, OLMo 2, StarCoder2 and
@@ -104,6 +104,10 @@ class TrainConfig(BaseModel):
     """QLoRA double quantization: quantize the 4-bit scales too (about 0.4 bit per weight saved)."""
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Compute dtype: auto is bfloat16 on GPUs that have it, float32 on CPU (bf16 is 8-25x slower without bf16 hardware)."""
+    attention: Literal["sdpa", "flash_attention_2", "eager"] = "sdpa"
+    """Attention kernels for the peft and CPU backends (Unsloth patches its own). flash_attention_2 (a CUDA GPU
+    of the Ampere generation or newer, and the flash-attn package) runs padding-free batches as one flat row
+    with no padding at all; sdpa packs them into rows kept apart by a mask."""
     output_dir: Path = Path("runs/adapter")
     """Run folder: checkpoints/, the final adapter/ with its card, loss_curve.png."""
     data: DataConfig

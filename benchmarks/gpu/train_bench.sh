@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU training benchmark: `lorastack train` against the raw probe loop, same shapes, same run.
 # Run as (on a CUDA machine, from the repo root): benchmarks/gpu/train_bench.sh "8b" "unsloth qlora"
-#   $1: sizes (1b, 8b); $2: modes (unsloth, qlora, lora16, qlora_offload); $3: "packing" to add padded vs padding-free
-#   batches on variable-length chat data (the 135M and 1B shapes, random init).
+#   $1: sizes (1b, 8b); $2: modes (unsloth, qlora, lora16, qlora_offload, lora16_offload); $3: "packing" to add
+#   padded vs padding-free batches on variable-length chat data (the 135M and 1B shapes, random init).
+#   OPTIMIZER=auto (or another training.optimizer) replaces the probe's AdamW in lorastack's runs.
 # Needs the probe (gpu_train_probe.py) and a tokenizer folder in $BENCH_DIR (default .gpu/), wheels for
 # bitsandbytes/unsloth/trl in $BENCH_DIR/wheels if not installed, and for "packing" chat rows in
 # $BENCH_DIR/tools.jsonl (e.g. 2000 rows of `lorastack data synth`'s train.jsonl).
@@ -20,7 +21,9 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 declare -A backend=([unsloth]="backend=unsloth quantization=nf4"
   [qlora]="backend=peft quantization=nf4 training.offload_activations=off"
   [lora16]="backend=peft quantization=none"
-  [qlora_offload]="backend=peft quantization=nf4 training.offload_activations=on")
+  [qlora_offload]="backend=peft quantization=nf4 training.offload_activations=on"
+  [lora16_offload]="backend=peft quantization=none training.offload_activations=on")
+optimizer=${OPTIMIZER:+training.optimizer=$OPTIMIZER}
 
 card_line() {  # $1: JSON fields to put first; prints the run's metrics from its card, or the log's tail
   local card=/tmp/lorastack-bench/adapter/training_card.json
@@ -33,7 +36,7 @@ card_line() {  # $1: JSON fields to put first; prints the run's metrics from its
 
 for size in $sizes; do
   for mode in $modes; do
-    if [ "$mode" != qlora_offload ]; then  # the probe has no such mode: compare with its qlora
+    if [[ "$mode" != *_offload ]]; then  # the probe has no such mode: compare with its qlora or lora16
       probe=$(timeout 400 python "$bench"/gpu_train_probe.py "$mode" "$size" 2>/tmp/probe-$mode-$size.err | tail -1)
       [ -n "$probe" ] || tail -5 /tmp/probe-$mode-$size.err
       echo "{\"kind\": \"probe\", \"result\": ${probe:-null}}" | tee -a "$out"
@@ -42,12 +45,14 @@ for size in $sizes; do
     # Unsloth must be imported before transformers: it patches the model classes at import.
     pre="pass;"; [ "$mode" = unsloth ] && pre="import unsloth;"
     timeout 400 python -c "${pre} from lorastack.cli import main; main()" train benchmarks/gpu/train_bench.yaml \
-        base_model=/tmp/rand-$size ${backend[$mode]} > /tmp/train-$mode-$size.log 2>&1
+        base_model=/tmp/rand-$size ${backend[$mode]} $optimizer > /tmp/train-$mode-$size.log 2>&1
     plan=$(python -c "from finetune.plan_config import plan_for; from finetune.config import load_train_config as l
-c = l(__import__('pathlib').Path('benchmarks/gpu/train_bench.yaml'), ['base_model=/tmp/rand-$size', *'${backend[$mode]}'.split()])
+overrides = ['base_model=/tmp/rand-$size', *'${backend[$mode]} $optimizer'.split()]
+c = l(__import__('pathlib').Path('benchmarks/gpu/train_bench.yaml'), overrides)
 p, _ = plan_for(c, 80); print(round(p.allocated_bytes / 2**30, 2))" 2>/dev/null)
-    card_line "\"kind\": \"lorastack\", \"mode\": \"$mode\", \"size\": \"$size\", \"plan_allocated_gib\": ${plan:-None}" \
-        /tmp/train-$mode-$size.log
+    fields="\"kind\": \"lorastack\", \"mode\": \"$mode\", \"size\": \"$size\""
+    fields="$fields, \"optimizer\": \"${OPTIMIZER:-adamw_torch}\""
+    card_line "$fields, \"plan_allocated_gib\": ${plan:-None}" /tmp/train-$mode-$size.log
   done
 done
 

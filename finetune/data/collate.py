@@ -17,9 +17,10 @@ batch's tokens. Measured on an H100 (SmolLM2-135M, 16 examples of ~700 tokens): 
 14-16k tokens/s with a 28.6 GiB peak against 31-37k tokens/s and 22.6 GiB padded. So for sdpa the examples
 are packed into rows no longer than the batch's longest example (:class:`PackedRowsCollator`): never more rows,
 nor wider ones, than the padded batch, so attention costs no more than padding and the linear layers skip
-most of it. Measured on the same H100 with tool-use chat data (~740 tokens an example, max_length 1024, rows
-then capped at max_length): 31.5k vs 31.0k tokens/s padded for the 135M shape at batch 16, 12.4k vs 12.5k for a
-1B shape at batch 8, same peak memory; examples that long leave little padding to skip. eager materialises
+most of it. Measured on an H200 with tool-use chat data (602-985 tokens an example, 20-23% padding in random
+batches): 33.6k vs 34.0k tokens/s padded for the 135M shape at batch 16, 12.6k vs 13.1k for a 1B shape at
+batch 8, same peak memory: no two such examples fit in a row no longer than the longest, so the packed rows
+are the padded rows. Flash attention is what skips that padding. eager materialises
 [heads, row, row] attention weights per layer, so it gets padded batches.
 
 Every collator adds :data:`NUM_TOKENS`, the batch's non-padding tokens counted on the CPU, so the trainer can

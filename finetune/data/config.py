@@ -41,8 +41,8 @@ class DataConfig(BaseModel):
     """Share of rows held out for evaluation (0 = no eval split). Chosen by a seeded hash of each row's content,
     so the split is the same on every run and a duplicated row never lands on both sides."""
     packing: bool = True
-    """Padding-free batching: a batch's examples go back to back (with sdpa, the attention lorastack trains with,
-    in rows no longer than its longest example), and attention does not cross them. Unsloth and eager attention
+    """Padding-free batching: a batch's examples go back to back (one flat row with flash attention; with sdpa,
+    rows no longer than its longest example), and attention does not cross them. Unsloth and eager attention
     get padded batches."""
     system_prompt: str | None = None
     """System message added to rows that have none. Unset: rows stay as they are (the chat template may add its

@@ -89,6 +89,12 @@ def test_output_is_a_registrable_adapter_with_card(trained, base_model, base_sha
     training = registered.card["training"]
     assert training["base_model"] == base_model.name and training["metrics"]["steps"] == 8
     assert len(training["data_sha256"]) == 64 and len(training["chat_template_sha256"]) == 64
+    # What auto resolved to on this machine, for reproducing the run's memory and speed.
+    plan = trained.plan
+    assert (training["backend"], training["attention"], training["offload_activations"]) == (
+        plan.backend, plan.attention, plan.offload_activations)
+    if plan.backend == "cpu":
+        assert (training["attention"], training["gradient_checkpointing"]) == ("sdpa", False)
 
 
 def test_merge_gives_the_adapted_model(trained, tmp_path: Path) -> None:
@@ -187,8 +193,8 @@ def _random_llama(folder: Path) -> Path:
      ("peft", "nf4", ("training.offload_activations=off",))],
 )
 def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str, extra: tuple[str, ...]) -> None:
-    """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend (and offloaded checkpointing); the adapter
-    passes the gate."""
+    """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend (QLoRA offloads layer inputs by default, and
+    once with that off); the adapter passes the gate."""
     if backend == "unsloth":
         pytest.importorskip("unsloth")
     model = _random_llama(tmp_path / "model")

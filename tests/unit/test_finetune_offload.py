@@ -83,17 +83,22 @@ def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
         plan("backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
 
 
-def test_the_planner_offloads_as_the_trainer_does(tmp_path):
+def test_the_planner_offloads_as_the_trainer_does(tmp_path, monkeypatch):
+    import finetune.backends
+    from finetune.backends import resolve
     from finetune.config import load_train_config
     from finetune.plan_config import run_shape
 
-    def shape(*overrides):
-        return run_shape(load_train_config(None, [f"data.path={tmp_path / 'd.jsonl'}", "backend=peft", *overrides]))
-
-    assert shape("quantization=nf4").offload_activations is True
-    assert shape("quantization=none").offload_activations is False
-    assert shape("quantization=nf4", "training.offload_activations=off").offload_activations is False
-    assert shape("quantization=none", "training.offload_activations=on").offload_activations is True
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
+    monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes")
+    for quantization in ("nf4", "int8", "none"):
+        for setting in ("auto", "on", "off"):
+            config = load_train_config(None, [f"data.path={data}", "backend=peft", f"quantization={quantization}",
+                                              f"training.offload_activations={setting}"])
+            expected = quantization != "none" if setting == "auto" else setting == "on"
+            assert run_shape(config).offload_activations == resolve(config).offload_activations == expected
 
 
 def test_a_layer_input_without_grad_is_refused():
