@@ -58,6 +58,17 @@ def _existing_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def _sampling(group_by_length: bool) -> dict[str, Any]:
+    """The train sampler argument: train_sampling_strategy in recent transformers, group_by_length before it."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in {field.name for field in dataclasses.fields(TrainingArguments)}:
+        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
+    return {"group_by_length": group_by_length}
+
+
 def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
     from transformers import TrainingArguments
 
@@ -90,6 +101,7 @@ def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
         seed=t.seed,
         report_to=list(t.report_to) or "none",
         remove_unused_columns=False,
+        **_sampling(config.data.group_by_length),
         dataloader_num_workers=0,
         disable_tqdm=True,
         # Off: the filter checks every step's loss for NaN on the host, a wait for the GPU each step, and it
@@ -129,7 +141,8 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     attention = None if plan.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter()
-    console.print(f"Batching: {collate_reason}", highlight=False)
+    grouped = ", examples of similar length batched together" if config.data.group_by_length else ""
+    console.print(f"Batching: {collate_reason}{grouped}", highlight=False)
 
     if plan.on_gpu:
         import torch

@@ -44,6 +44,10 @@ class DataConfig(BaseModel):
     """Padding-free batching: a batch's examples go back to back (one flat row with flash attention; with sdpa,
     rows no longer than its longest example), and attention does not cross them. Unsloth and eager attention
     get padded batches."""
+    group_by_length: bool = False
+    """Batch examples of similar length together (transformers' length-grouped sampler: shuffled groups of 50
+    batches, sorted by length inside each), so batches carry little padding; the data order is then less random.
+    Not for streamed data (it has no length to sort by)."""
     system_prompt: str | None = None
     """System message added to rows that have none. Unset: rows stay as they are (the chat template may add its
     own default)."""
@@ -52,6 +56,9 @@ class DataConfig(BaseModel):
     def _one_source(self) -> DataConfig:
         if (self.path is None) == (self.dataset is None):
             raise ValueError("set exactly one of data.path (a local file) or data.dataset (a Hugging Face dataset)")
+        if self.group_by_length and self.streaming:
+            raise ValueError("data.group_by_length needs every example's length first, and streamed data has none: "
+                             "turn one of them off")
         if self.data_files and self.dataset is None:
             raise ValueError("data.data_files goes with data.dataset (e.g. dataset: json); for one file use data.path")
         if self.path is not None and self.path.suffix not in (".jsonl", ".json"):

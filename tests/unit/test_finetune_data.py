@@ -514,4 +514,32 @@ def test_config_checks_and_help():
         DataConfig(path=Path("a.parquet"))
     with pytest.raises(ValueError, match="extra"):
         DataConfig(path=Path("a.jsonl"), pack=True)
+    with pytest.raises(ValueError, match="streamed data has none"):
+        DataConfig(dataset="org/set", streaming=True, group_by_length=True)
     assert all(field.description for field in DataConfig.model_fields.values())
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_group_by_length_gives_batches_with_little_padding(tmp_path, grouped):
+    """Through the Trainer's own data loader, with the arguments a run uses: lengths like the tool-use chats'."""
+    import random
+
+    from transformers import Trainer
+
+    from finetune.backends import Plan
+    from finetune.config import load_train_config
+    from finetune.trainer import _training_arguments
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    config = load_train_config(None, [f"data.path={data}", f"data.group_by_length={grouped}", "training.batch_size=4",
+                                      f"output_dir={tmp_path / 'run'}"])
+    plan = Plan("cpu", "none", "float32", "adamw_torch", False, "test")
+    rng = random.Random(0)
+    rows = [{"input_ids": [0] * rng.randint(600, 1000)} for _ in range(400)]
+    trainer = Trainer(model=torch.nn.Linear(1, 1), args=_training_arguments(config, plan, has_eval=False),
+                      train_dataset=rows, data_collator=lambda batch: [len(f["input_ids"]) for f in batch])
+    batches = list(trainer.get_train_dataloader())
+    assert sorted(n for b in batches for n in b) == sorted(len(r["input_ids"]) for r in rows)  # each row once
+    padding = 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
+    assert (padding < 0.02) if grouped else (padding > 0.1)
