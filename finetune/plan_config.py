@@ -29,6 +29,7 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
         optimizer=optimizer,
         gradient_checkpointing=training.gradient_checkpointing != "off",
         backend=backend,
+        # Unsloth's offloading is part of its own shape (estimate_memory's unsloth branch), not this switch.
         offload_activations=backend == "peft" and offloads(training.offload_activations, backend, quantization),
         fp32_unquantized=backend == "peft" and quantization != "none" and dtype == "float16",
         chunked_loss=training.chunked_loss and backend == "peft" and model_type in PLAIN_CAUSAL_LMS,

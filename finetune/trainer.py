@@ -125,7 +125,7 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
     plan = resolve(config)
     console.print(
         f"Backend [bold]{plan.backend}[/] ({plan.reason}); base weights {plan.quantization}, "
-        f"compute {plan.compute_dtype}, attention {plan.attention.replace('unsloth', 'by Unsloth')}, "
+        f"compute {plan.compute_dtype}, attention {'Unsloth' if plan.attention == 'unsloth' else plan.attention}, "
         f"optimizer {plan.optimizer}, "
         f"gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}"
         f"{' (layer inputs in host RAM)' if plan.offload_activations else ''}.",

@@ -33,6 +33,14 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def one_chat(tmp_path: Path) -> Path:
+    """A JSONL file of one valid conversation: for configs that need data.path but never read it."""
+    path = tmp_path / "one_chat.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    return path
+
+
 @pytest.fixture(scope="session")
 def base_model() -> BaseModel:
     return resolve_base_model(None)

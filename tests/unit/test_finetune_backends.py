@@ -14,11 +14,10 @@ from lorastack.errors import LorastackError
 
 
 @pytest.fixture
-def machine(tmp_path, monkeypatch):
+def machine(one_chat, monkeypatch):
     """``plan(*overrides)`` on a pretend machine: ``cuda``, ``unsloth``, ``flash_attn`` (a module, or None for
     an import that fails) and ``capability`` are set by the test."""
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    data = one_chat
 
     class Machine:
         cuda, unsloth, capability = True, False, (9, 0)

@@ -520,7 +520,7 @@ def test_config_checks_and_help():
 
 
 @pytest.mark.parametrize("grouped", [False, True])
-def test_group_by_length_gives_batches_with_little_padding(tmp_path, grouped):
+def test_group_by_length_gives_batches_with_little_padding(tmp_path, one_chat, grouped):
     """Through the Trainer's own data loader, with the arguments a run uses: lengths like the tool-use chats'."""
     import random
 
@@ -530,8 +530,7 @@ def test_group_by_length_gives_batches_with_little_padding(tmp_path, grouped):
     from finetune.config import load_train_config
     from finetune.trainer import _training_arguments
 
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    data = one_chat
     config = load_train_config(None, [f"data.path={data}", f"data.group_by_length={grouped}", "training.batch_size=4",
                                       f"output_dir={tmp_path / 'run'}"])
     plan = Plan("cpu", "none", "float32", "adamw_torch", False, "test")

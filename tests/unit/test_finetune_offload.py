@@ -58,14 +58,13 @@ def test_layers_use_the_offloaded_function():
                for layer in layers)
 
 
-def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
+def test_offload_is_resolved_per_backend(one_chat, monkeypatch):
     import finetune.backends
     from finetune.backends import resolve
     from finetune.config import load_train_config
     from lorastack.errors import LorastackError
 
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    data = one_chat
 
     def plan(*overrides):
         return resolve(load_train_config(None, [f"data.path={data}", "quantization=none", *overrides]))
@@ -83,14 +82,13 @@ def test_offload_is_resolved_per_backend(tmp_path, monkeypatch):
         plan("backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
 
 
-def test_the_planner_offloads_as_the_trainer_does(tmp_path, monkeypatch):
+def test_the_planner_offloads_as_the_trainer_does(one_chat, monkeypatch):
     import finetune.backends
     from finetune.backends import resolve
     from finetune.config import load_train_config
     from finetune.plan_config import run_shape
 
-    data = tmp_path / "d.jsonl"
-    data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n')
+    data = one_chat
     monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
     monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes")
     for quantization in ("nf4", "int8", "none"):
