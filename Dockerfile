@@ -12,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LORASTACK_HOME=/data
 
 WORKDIR /src
-# The packages pyproject.toml's [tool.setuptools.packages.find] includes, plus the metadata it reads.
+# The folders of pyproject.toml's [tool.setuptools] package-dir (installed as lorastack.*), plus the metadata it reads.
 COPY pyproject.toml README.md ./
 COPY lorastack ./lorastack
 COPY serve ./serve
@@ -22,7 +22,7 @@ COPY tools ./tools
 # Base dependencies only (no vLLM, no torch): the front door talks to the vllm service over HTTP. The import
 # check fails the build, not the first request, if a module the front door needs is missing.
 RUN pip install --no-cache-dir . \
-    && cd / && python -c "import serve.server, serve.gateway" \
+    && cd / && python -c "import lorastack.serve.server, lorastack.serve.gateway" \
     && lorastack --help > /dev/null
 
 # A fixed uid, so files in the lorastack-data volume keep one owner across rebuilds. /data exists in the

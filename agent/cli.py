@@ -11,14 +11,14 @@ import json
 import typer
 from rich.console import Console
 
-from agent.config import AgentConfig
-from agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
 
 console = Console()
 err = Console(stderr=True)
 
 
-def _print_step(step) -> None:  # agent.runner.Step
+def _print_step(step) -> None:  # lorastack.agent.runner.Step
     if step.kind == "tool_call":
         mark = "" if step.ok else " [red](malformed)[/]"
         console.print(f"[cyan]→ {step.tool or '?'}[/]({step.text}){mark}", highlight=False)
@@ -30,7 +30,7 @@ def _print_step(step) -> None:  # agent.runner.Step
         console.print(f"[yellow]↻ {step.text}[/]")
 
 
-def _report(question: str, model: str, result) -> dict:  # agent.runner.AgentResult
+def _report(question: str, model: str, result) -> dict:  # lorastack.agent.runner.AgentResult
     return {
         "question": question,
         "answer": result.answer,
@@ -60,8 +60,8 @@ def ask(
     index: Index = None,
 ) -> None:
     """Ask the agent a question; it may use the calculator and search before it answers."""
-    from agent.session import ask as ask_agent
-    from agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
+    from lorastack.agent.session import ask as ask_agent
+    from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     config = AgentConfig.from_options(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
@@ -90,8 +90,8 @@ def chat(
     index: Index = None,
 ) -> None:
     """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
-    from agent.session import ask as ask_agent
-    from agent.session import build_tools, open_endpoint
+    from lorastack.agent.session import ask as ask_agent
+    from lorastack.agent.session import build_tools, open_endpoint
 
     config = AgentConfig.from_options(
         adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,

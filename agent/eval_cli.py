@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from agent.config import AgentConfig
-from agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
 from lorastack.errors import LorastackError
 
 console = Console()
@@ -28,7 +28,7 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _table(reports) -> Table:  # list[agent.evaluate.EvalReport]
+def _table(reports) -> Table:  # list[lorastack.agent.evaluate.EvalReport]
     table = Table(title=f"Agent evaluation ({len(reports[0].results)} items)")
     table.add_column("")
     for report in reports:
@@ -65,8 +65,8 @@ def eval_command(
     index: Index = None,
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
-    from agent.eval_run import run_eval
-    from agent.evaluate import load_items, reports_json, write_chart
+    from lorastack.agent.eval_run import run_eval
+    from lorastack.agent.evaluate import load_items, reports_json, write_chart
 
     if adapter and model:
         raise LorastackError("--adapter and --model name the same thing.", "Give one of them.")

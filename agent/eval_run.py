@@ -9,8 +9,8 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from agent.config import AgentConfig
-from agent.evaluate import EvalItem, EvalReport, ItemResult, evaluate
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.evaluate import EvalItem, EvalReport, ItemResult, evaluate
 from lorastack.errors import LorastackError
 
 
@@ -18,7 +18,7 @@ def with_corpus(config: AgentConfig, corpus: Path | None, stack: ExitStack, say:
     """``config`` searching a temporary local index of ``corpus`` (kept until ``stack`` closes)."""
     if corpus is None:
         return config
-    from tools.search.local_index import LocalIndex
+    from lorastack.tools.search.local_index import LocalIndex
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lorastack-eval-index-")))
     built = LocalIndex(folder).update(corpus)
@@ -37,7 +37,7 @@ def run_eval(
     on_result: Callable[[str, int, ItemResult], None] | None = None,
 ) -> list[EvalReport]:
     """One report per entry of ``models`` (None: the model ``config`` selects), on the same items."""
-    from agent.session import ask, build_tools, open_endpoint  # LangChain loads only when the agent runs
+    from lorastack.agent.session import ask, build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     with ExitStack() as stack:
         config = with_corpus(config, corpus, stack, say)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.runner import AgentResult
+from lorastack.agent.runner import AgentResult
 from lorastack.errors import LorastackError
 
 logger = logging.getLogger(__name__)

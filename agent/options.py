@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from agent.config import AgentConfig
+from lorastack.agent.config import AgentConfig
 
 
 def _doc(field: str) -> str:

@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
 
-from agent.prompts import MALFORMED_TOOL_CALL, SYSTEM_PROMPT
+from lorastack.agent.prompts import MALFORMED_TOOL_CALL, SYSTEM_PROMPT
 
 StepKind = Literal["tool_call", "observation", "answer", "retry"]
 

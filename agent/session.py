@@ -13,9 +13,10 @@ from langchain_core.messages import BaseMessage
 from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI
 
-from agent.config import AgentConfig
-from agent.react import ReActChatModel
-from agent.runner import AgentResult, Step, run_agent
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.react import ReActChatModel
+from lorastack.agent.runner import AgentResult, Step, run_agent
+from lorastack.access import DEFAULT_ALIAS, Role, env_key
 from lorastack.errors import LorastackError, ServerError
 
 
@@ -36,7 +37,7 @@ def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = 
         model = config.adapter or config.model or _first_model(config.base_url, api_key)
         yield Endpoint(config.base_url.rstrip("/"), api_key, model, None)
         return
-    from serve.server import running_server
+    from lorastack.serve.server import running_server
 
     with running_server(progress=progress) as state:
         model = config.adapter or config.model or default_model(state)
@@ -45,14 +46,12 @@ def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = 
 
 def local_key() -> str:
     """The key lorastack's own commands present to the front door (needed once keys exist)."""
-    return os.environ.get("LORASTACK_API_KEY") or os.environ.get("LORASTACK_ADMIN_KEY") or "unused"
+    return env_key(Role.inference) or "unused"
 
 
-def default_model(state) -> str:  # state: serve.state.ServerState
+def default_model(state) -> str:  # state: lorastack.serve.state.ServerState
     """What the lorastack server answers with by default: its ``default`` alias (the bundled tools-demo adapter
     on the embedded model) when the front door serves one, else the base model."""
-    from serve.registry import DEFAULT_ALIAS
-
     try:
         served = {m["id"] for m in state.client.models()}
     except LorastackError:
@@ -84,8 +83,8 @@ def chat_model(endpoint: Endpoint, config: AgentConfig, react: bool) -> BaseChat
 
 
 def build_tools(config: AgentConfig) -> list[BaseTool]:
-    from tools.calculator import calculator_tool
-    from tools.search import SearchConfig, make_search_tool
+    from lorastack.tools.calculator import calculator_tool
+    from lorastack.tools.search import SearchConfig, make_search_tool
 
     search = SearchConfig(backend=config.search, **({"index_dir": config.index} if config.index else {}))
     return [calculator_tool, make_search_tool(search)]

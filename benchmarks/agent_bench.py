@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from serve.config import ServeConfig
-from serve.registry import Registry
-from serve.server import start_server
+from lorastack.serve.config import ServeConfig
+from lorastack.serve.registry import Registry
+from lorastack.serve.server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [

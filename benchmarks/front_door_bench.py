@@ -19,9 +19,9 @@ import httpx
 
 from lorastack.models import resolve_base_model
 from lorastack.testing import make_random_adapter
-from serve.config import ServeConfig
-from serve.registry import Registry
-from serve.server import start_server
+from lorastack.serve.config import ServeConfig
+from lorastack.serve.registry import Registry
+from lorastack.serve.server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,10 +20,10 @@ from openai import AsyncOpenAI
 
 from lorastack.models import resolve_base_model
 from lorastack.testing import make_random_adapter
-from serve.config import ServeConfig
-from serve.loading import load_adapter, unload_adapter
-from serve.registry import Registry
-from serve.server import start_server
+from lorastack.serve.config import ServeConfig
+from lorastack.serve.loading import load_adapter, unload_adapter
+from lorastack.serve.registry import Registry
+from lorastack.serve.server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.config import TrainConfig
+from lorastack.finetune.config import TrainConfig
 from lorastack.errors import LorastackError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class Plan:
     gradient_checkpointing: bool
     reason: str
     offload_activations: bool = False
-    """Checkpointed layer inputs wait in host RAM (Unsloth's checkpointing, or finetune.offload for peft)."""
+    """Checkpointed layer inputs wait in host RAM (Unsloth's checkpointing, or lorastack.finetune.offload for peft)."""
     attention: str = "sdpa"
     """The attention implementation the model is loaded with ("unsloth": Unsloth's own kernels)."""
 
@@ -214,7 +214,7 @@ def _freeze_base(
             param.data = param.data.float()
     if gradient_checkpointing:
         if offload_activations:
-            from finetune import offload
+            from lorastack.finetune import offload
 
             offload.enable(model)
         else:

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from finetune.backends import Plan
-from finetune.config import TrainConfig
+from lorastack.finetune.backends import Plan
+from lorastack.finetune.config import TrainConfig
 from lorastack import __version__
 from lorastack.models import BaseModel
-from serve.registry import TRAINING_CARD, file_sha256
+from lorastack.serve.registry import TRAINING_CARD, file_sha256
 
 
 

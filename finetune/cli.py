@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from finetune.config import field_docs, load_train_config
+from lorastack.finetune.config import field_docs, load_train_config
 
 console = Console()
 
@@ -37,14 +37,14 @@ def train(
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
     settings = load_train_config(*_split(config, overrides))
-    from finetune.trainer import train as run  # torch and transformers: only once the config is sound
+    from lorastack.finetune.trainer import train as run  # torch and transformers: only once the config is sound
 
     result = run(settings, console, resume=resume)
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
     if register:
-        from serve.loading import load_adapter
-        from serve.registry import Registry
-        from serve.state import current_server
+        from lorastack.serve.loading import load_adapter
+        from lorastack.serve.registry import Registry
+        from lorastack.serve.state import current_server
 
         registry = Registry()
         adapter = registry.register(register, result.adapter_dir, result.base, result.base.weight_shapes())
@@ -63,7 +63,7 @@ def plan(
     gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
 ) -> None:
     """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
-    from finetune.plan_config import plan_for
+    from lorastack.finetune.plan_config import plan_for
 
     settings = load_train_config(*_split(config, overrides))
     estimate, largest = plan_for(settings, gpu_memory)
@@ -82,7 +82,7 @@ def export(
     base_model: Optional[str] = typer.Option(None, help="Base model (default: the one the adapter was trained on)."),
 ) -> None:
     """Write a merged model: base weights + adapter folded in, servable without LoRA."""
-    from finetune.export import export_merged
+    from lorastack.finetune.export import export_merged
 
     if not merge:
         raise typer.BadParameter("only --merge is supported")
@@ -101,7 +101,7 @@ def synth(
     seed: int = typer.Option(0, help="Random seed: the same seed writes the same files."),
 ) -> None:
     """Generate tool-use training data (calculator, search over an invented corpus, no tool) and a held-out eval set."""
-    from finetune.synth import main as synthesize
+    from lorastack.finetune.synth import main as synthesize
 
     report = synthesize(out_dir, train=train_rows, eval=eval_items, seed=seed)
     console.print(str(report), highlight=False)

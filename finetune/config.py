@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from finetune.data import DataConfig
+from lorastack.finetune.data import DataConfig
 from lorastack.errors import LorastackError, NotFound
 
 _STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")

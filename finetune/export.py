@@ -10,14 +10,14 @@ from pathlib import Path
 from lorastack.errors import AlreadyExists
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
 from lorastack.templates import TOOLS_TEMPLATE
-from serve.gate import CONFIG_FILE, inspect_adapter
+from lorastack.serve.gate import CONFIG_FILE, inspect_adapter
 
 
 def _adapter_folder(ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    from serve.registry import Registry
+    from lorastack.serve.registry import Registry
 
     return Registry().get(ref).path
 

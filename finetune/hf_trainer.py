@@ -1,19 +1,19 @@
 """The ``transformers.Trainer`` a run uses: it counts the tokens trained on and, where it can, computes the
-loss in chunks (:mod:`finetune.loss`), in training and in evaluation."""
+loss in chunks (:mod:`lorastack.finetune.loss`), in training and in evaluation."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from finetune.data.collate import NUM_TOKENS
-from finetune.loss import chunked_cross_entropy, split_head
-from finetune.progress import TokenCounter
+from lorastack.finetune.data.collate import NUM_TOKENS
+from lorastack.finetune.loss import chunked_cross_entropy, split_head
+from lorastack.finetune.progress import TokenCounter
 
 
 def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
     """A ``Trainer`` subclass that reports each training batch to ``counter``, takes the collators'
     :data:`NUM_TOKENS` out of every batch before the model sees it, and, with ``chunked_loss``, computes the
-    loss with :func:`finetune.loss.chunked_cross_entropy` wherever :meth:`uses_chunked_loss` says it can."""
+    loss with :func:`lorastack.finetune.loss.chunked_cross_entropy` wherever :meth:`uses_chunked_loss` says it can."""
     from transformers import Trainer
 
     class LorastackTrainer(Trainer):

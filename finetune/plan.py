@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from finetune.loss import CHUNK_ELEMENTS
+from lorastack.finetune.loss import CHUNK_ELEMENTS
 from lorastack.errors import LorastackError, NotFound
 
 GIB = 2**30
@@ -209,7 +209,7 @@ class RunShape(BaseModel):
     backend: Literal["unsloth", "peft", "cpu"] = "peft"
     """Unsloth's fused kernels, transformers + peft (+ bitsandbytes) on CUDA, or peft on the CPU (host RAM)."""
     offload_activations: bool = False
-    """peft with finetune.offload: checkpointed layer inputs wait in host RAM (Unsloth always does this)."""
+    """peft with lorastack.finetune.offload: checkpointed layer inputs wait in host RAM (Unsloth always does this)."""
     chunked_loss: bool = False
     """The loss from the last hidden state a chunk of tokens at a time: no [tokens, vocab] logits held. Off here
     (the probe's loop); ``lorastack plan`` turns it on where ``training.chunked_loss`` applies."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from finetune.backends import _has, offloads
-from finetune.config import TrainConfig
-from finetune.loss import PLAIN_CAUSAL_LMS
-from finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
+from lorastack.finetune.backends import _has, offloads
+from lorastack.finetune.config import TrainConfig
+from lorastack.finetune.loss import PLAIN_CAUSAL_LMS
+from lorastack.finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
 from lorastack.models import EMBEDDED_NAME, resolve_base_model
 
 

@@ -9,13 +9,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import TrainerCallback
 
-from finetune.data.collate import count_tokens
+from lorastack.finetune.data.collate import count_tokens
 
 
 class TokenCounter:
     """Counts the non-padding tokens of the batches the model trains on.
 
-    Fed from ``Trainer.training_step`` (see :func:`finetune.hf_trainer.trainer_class`), not from the collator:
+    Fed from ``Trainer.training_step`` (see :func:`lorastack.finetune.hf_trainer.trainer_class`), not from the collator:
     the collator also builds eval batches and the batch the data loader fetches ahead, which are not trained on.
     The collators count on the CPU (:data:`NUM_TOKENS`), so counting never waits for the GPU.
     """

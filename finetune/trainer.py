@@ -19,12 +19,12 @@ from typing import Any
 
 from rich.console import Console
 
-from finetune.backends import Plan, load_model, resolve
-from finetune.card import write_card
-from finetune.config import TrainConfig
-from finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
-from finetune.hf_trainer import trainer_class
-from finetune.progress import RichProgress, TokenCounter, plot_loss_curve
+from lorastack.finetune.backends import Plan, load_model, resolve
+from lorastack.finetune.card import write_card
+from lorastack.finetune.config import TrainConfig
+from lorastack.finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
+from lorastack.finetune.hf_trainer import trainer_class
+from lorastack.finetune.progress import RichProgress, TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
 from lorastack.templates import TOOLS_TEMPLATE

@@ -51,12 +51,12 @@ def _root(
 
 def _register() -> None:
     # Each room adds its own commands; imported here so that `lorastack --help` stays one place.
-    from agent.cli import add_commands as add_agent_commands
-    from agent.eval_cli import add_commands as add_eval_commands
-    from finetune.cli import add_commands as add_finetune_commands
-    from serve.cli import add_commands as add_serve_commands
-    from serve.keys_cli import add_commands as add_keys_commands
-    from tools.cli import add_commands as add_tools_commands
+    from lorastack.agent.cli import add_commands as add_agent_commands
+    from lorastack.agent.eval_cli import add_commands as add_eval_commands
+    from lorastack.finetune.cli import add_commands as add_finetune_commands
+    from lorastack.serve.cli import add_commands as add_serve_commands
+    from lorastack.serve.keys_cli import add_commands as add_keys_commands
+    from lorastack.tools.cli import add_commands as add_tools_commands
 
     add_finetune_commands(app)
     add_serve_commands(app)

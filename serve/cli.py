@@ -14,55 +14,31 @@ from rich.table import Table
 
 from lorastack.errors import NotFound, ServerError
 from lorastack.models import resolve_base_model
-from serve.config import ServeConfig
-from serve.loading import load_adapter, unload_adapter
-from serve.promote import EvalGate, promote, rollback
-from serve.registry import DEFAULT_ALIAS, Registry, parse_ref
-from serve.state import current_server
+from lorastack.options import config_options
+from lorastack.serve.config import ServeConfig
+from lorastack.serve.loading import load_adapter, unload_adapter
+from lorastack.serve.promote import EvalGate, promote, rollback
+from lorastack.access import DEFAULT_ALIAS
+from lorastack.serve.registry import Registry, parse_ref
+from lorastack.serve.state import current_server
 
 console = Console()
 adapters = typer.Typer(help="Register adapters and load them into the running server.", no_args_is_help=True)
 
 
-def _doc(field: str) -> str:
-    return ServeConfig.model_fields[field].description or ""
-
-
+@config_options(ServeConfig, exclude={"extra_args"})
 def serve(
-    base_model: Optional[str] = typer.Option(None, help=_doc("base_model")),
-    host: str = typer.Option("127.0.0.1", help=_doc("host")),
-    port: int = typer.Option(8000, help=_doc("port")),
-    device: str = typer.Option("auto", help=_doc("device")),
-    max_lora_rank: Optional[int] = typer.Option(None, help=_doc("max_lora_rank")),
-    max_loras: int = typer.Option(4, help=_doc("max_loras")),
-    max_cpu_loras: Optional[int] = typer.Option(None, help=_doc("max_cpu_loras")),
-    max_model_len: int = typer.Option(2048, help=_doc("max_model_len")),
-    dtype: str = typer.Option("auto", help=_doc("dtype")),
-    tensor_parallel_size: int = typer.Option(1, help=_doc("tensor_parallel_size")),
-    gpu_memory_utilization: float = typer.Option(0.9, help=_doc("gpu_memory_utilization")),
-    cpu_kv_cache_gib: int = typer.Option(1, help=_doc("cpu_kv_cache_gib")),
-    chat_template: Optional[Path] = typer.Option(None, help=_doc("chat_template")),
-    tool_call_parser: Optional[str] = typer.Option(None, help=_doc("tool_call_parser")),
-    vllm_url: Optional[str] = typer.Option(None, help=_doc("vllm_url")),
-    demo_adapter: bool = typer.Option(True, help=_doc("demo_adapter")),
-    startup_timeout: float = typer.Option(900, help=_doc("startup_timeout")),
+    config: ServeConfig,
     extra_args: Optional[list[str]] = typer.Argument(None, help="Further vLLM arguments, after --."),
 ) -> None:
     """Serve the base model and the registry's loaded adapters through vLLM's OpenAI-compatible API."""
-    config = ServeConfig(
-        base_model=base_model, host=host, port=port, device=device, max_lora_rank=max_lora_rank,
-        max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_model_len=max_model_len, dtype=dtype,
-        tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
-        cpu_kv_cache_gib=cpu_kv_cache_gib, chat_template=chat_template, tool_call_parser=tool_call_parser,
-        vllm_url=vllm_url, demo_adapter=demo_adapter, startup_timeout=startup_timeout,
-        extra_args=extra_args or [],
-    )  # fmt: skip
+    config = config.model_copy(update={"extra_args": extra_args or []})
     # SIGTERM ends the server the way Ctrl-C does: through the finally below. SIGINT is set too, since a
     # shell starts background jobs with SIGINT ignored.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
-    from serve.server import start_server  # the web stack loads only for `serve`
+    from lorastack.serve.server import start_server  # the web stack loads only for `serve`
 
     server = start_server(config, progress=console.print)
     try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import httpx
 
+from lorastack.access import Role, env_key
 from lorastack.errors import NotFound, ServerError
 
 
@@ -17,7 +17,7 @@ class ServerClient:
 
     def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
         # The front door asks for a key once keys exist; local commands pass the one in the environment.
-        key = (os.environ.get("LORASTACK_ADMIN_KEY") or os.environ.get("LORASTACK_API_KEY") or "").strip()
+        key = env_key(Role.admin) or env_key(Role.inference)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, headers=headers, **kwargs)

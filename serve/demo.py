@@ -13,7 +13,8 @@ from pathlib import Path
 
 import lorastack
 from lorastack.models import EMBEDDED_NAME, BaseModel
-from serve.registry import DEFAULT_ALIAS, AdapterVersion, Registry
+from lorastack.access import DEFAULT_ALIAS
+from lorastack.serve.registry import AdapterVersion, Registry
 
 DEMO_NAME = "tools-demo"
 DEMO_DIR = Path(lorastack.__file__).resolve().parent / "adapters" / DEMO_NAME

@@ -19,7 +19,7 @@ import httpx
 from lorastack.errors import ServerError
 from lorastack.models import EMBEDDED_NAME, BaseModel
 from lorastack.templates import TOOLS_TEMPLATE
-from serve.config import ServeConfig
+from lorastack.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
 

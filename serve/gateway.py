@@ -7,9 +7,9 @@ It passes requests through (streaming included) and adds what vLLM lacks:
   new version beside the old one, checks it with one real completion, switches the alias (one assignment under a
   lock), and unloads the old version once its in-flight requests have finished;
 - **per-version metrics** in Prometheus format at ``/metrics``;
-- **API keys** (``serve.keys``): inference routes need an inference or admin key, admin routes (LoRA load/unload,
+- **API keys** (``lorastack.serve.keys``): inference routes need an inference or admin key, admin routes (LoRA load/unload,
   promote, rollback, metrics) an admin key, once any key exists;
-- **a clean 503** with Retry-After while vLLM is down (the supervisor in ``serve.server`` restarts it).
+- **a clean 503** with Retry-After while vLLM is down (the supervisor in ``lorastack.serve.server`` restarts it).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as PromCounter, Histogram, generate_latest
 
 from lorastack.errors import LorastackError, NotFound
-from serve.client import ServerClient
-from serve.keys import KeyStore, Role, allows
-from serve.loading import checked
-from serve.registry import AdapterVersion, Registry
+from lorastack.serve.client import ServerClient
+from lorastack.serve.keys import KeyStore, Role, allows
+from lorastack.serve.loading import checked
+from lorastack.serve.registry import AdapterVersion, Registry
 
 logger = logging.getLogger(__name__)
 

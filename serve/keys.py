@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
+from lorastack.access import ENV_KEYS, Role, allows  # noqa: F401  (re-exported: the store's callers use them)
 from lorastack.db import transaction
 from lorastack.errors import LorastackError, NotFound
 from lorastack.paths import home_dir
@@ -47,16 +47,7 @@ _MAX_AGE = 1.0
 """Seconds the cached digests are trusted without a re-read, however unchanged the database file looks."""
 
 
-class Role(StrEnum):
-    inference = "inference"
-    """Call models: chat, completions, embeddings, /v1/models."""
-    admin = "admin"
-    """Everything: inference, and managing adapters and the server."""
-
-
 _ROLE_VALUES = frozenset(r.value for r in Role)
-ENV_KEYS = {"LORASTACK_API_KEY": Role.inference, "LORASTACK_ADMIN_KEY": Role.admin}
-"""Environment variables read (at every check) as extra keys, and the role each grants."""
 
 
 def parse_role(value: str) -> Role:
@@ -67,11 +58,6 @@ def parse_role(value: str) -> Role:
         raise LorastackError(
             f"Unknown role {value!r}.", f"Use --role {' or --role '.join(Role)} (admin may also do inference)."
         ) from None
-
-
-def allows(role: Role | None, needed: Role) -> bool:
-    """Whether a key of ``role`` (None: no valid key) may do what ``needed`` guards. Admin may do anything."""
-    return role is Role.admin or (role is not None and role == needed)
 
 
 @dataclass(frozen=True)

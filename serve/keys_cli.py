@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lorastack.errors import LorastackError
-from serve.keys import ENV_KEYS, KeyStore, Role, parse_role
+from lorastack.serve.keys import ENV_KEYS, KeyStore, Role, parse_role
 
 console = Console()
 err = Console(stderr=True)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lorastack.errors import LorastackError, NotFound
-from serve.gate import check_compatible, check_rank, inspect_adapter
-from serve.registry import AdapterVersion, Registry
-from serve.state import ServerState
+from lorastack.serve.gate import check_compatible, check_rank, inspect_adapter
+from lorastack.serve.registry import AdapterVersion, Registry
+from lorastack.serve.state import ServerState
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Aliases: ``promote`` points one at an adapter version (optionally only if it passes an eval set and beats
 what the alias serves now), ``rollback`` points it back.
 
-With a server running, the switch itself is the front door's (``serve.gateway``: load beside, check, switch,
+With a server running, the switch itself is the front door's (``lorastack.serve.gateway``: load beside, check, switch,
 drain); without one, the registry records the alias and the next start serves it.
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lorastack.errors import AdapterRejected, AlreadyExists, ServerError
-from serve.loading import checked
-from serve.registry import AdapterVersion, Registry
-from serve.state import ServerState
+from lorastack.serve.loading import checked
+from lorastack.serve.registry import AdapterVersion, Registry
+from lorastack.serve.state import ServerState
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,11 @@ def promote(
         raise ServerError(
             "The eval gate asks the running server.", "Start it (lorastack serve) in another terminal, then promote."
         )
-    from agent.config import AgentConfig
-    from agent.eval_run import run_eval
-    from agent.evaluate import load_items
+    from lorastack.agent.config import AgentConfig
+    from lorastack.agent.eval_run import run_eval
+    from lorastack.agent.evaluate import load_items
 
-    from agent.session import local_key
+    from lorastack.agent.session import local_key
 
     items = load_items(gate.eval_file, gate.limit)
     config = AgentConfig(base_url=f"{server.url}/v1", api_key=local_key())  # this server, whatever the home

@@ -27,7 +27,7 @@ from lorastack.db import transaction
 from lorastack.errors import AdapterRejected, NotFound
 from lorastack.models import BaseModel
 from lorastack.paths import home_dir
-from serve.gate import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
+from lorastack.serve.gate import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
 
 CARD_FILE = "card.json"
 TRAINING_CARD = "training_card.json"
@@ -67,9 +67,6 @@ CREATE TABLE IF NOT EXISTS settings (
     value    TEXT NOT NULL
 );
 """
-
-DEFAULT_ALIAS = "default"
-"""The alias the agent answers with when no --adapter or --model is given."""
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import uvicorn
 
 from lorastack.errors import LorastackError, ServerError
 from lorastack.models import resolve_base_model
-from serve.config import ServeConfig, fitting_rank
-from serve.demo import install_demo_adapter
-from serve.client import ServerClient
-from serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
-from serve.gateway import Gateway
-from serve.loading import restore_loaded
-from serve.registry import Registry
-from serve.state import ServerState, current_server, state_path, write_state
+from lorastack.serve.config import ServeConfig, fitting_rank
+from lorastack.serve.demo import install_demo_adapter
+from lorastack.serve.client import ServerClient
+from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
+from lorastack.serve.gateway import Gateway
+from lorastack.serve.loading import restore_loaded
+from lorastack.serve.registry import Registry
+from lorastack.serve.state import ServerState, current_server, state_path, write_state
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lorastack.models import BaseModel
 from lorastack.paths import home_dir
-from serve.client import ServerClient
+from lorastack.serve.client import ServerClient
 
 STATE_FILE = "server.json"
 

@@ -84,15 +84,15 @@ class ServerHandle:
     """The session's vLLM server and its registry; ``restart`` stops it and starts it again."""
 
     def __init__(self, home: Path) -> None:
-        from serve.config import ServeConfig
-        from serve.registry import Registry
+        from lorastack.serve.config import ServeConfig
+        from lorastack.serve.registry import Registry
 
         self.registry = Registry(home)
         self.config = ServeConfig(port=free_port(), max_loras=4, demo_adapter=False)
         self.server = None
 
     def start(self) -> None:
-        from serve.server import start_server
+        from lorastack.serve.server import start_server
 
         self.server = start_server(self.config, self.registry)
 

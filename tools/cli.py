@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from tools.search.config import SearchConfig
+from lorastack.tools.search.config import SearchConfig
 
 console = Console()
 
@@ -33,7 +33,7 @@ def index(
     remove: bool = typer.Option(False, "--remove", help="Drop FOLDER's documents from the index instead."),
 ) -> None:
     """Index a folder of documents for local search. A re-run reads only new and changed files."""
-    from tools.search.local_index import LocalIndex
+    from lorastack.tools.search.local_index import LocalIndex
 
     local = LocalIndex(SearchConfig(index_dir=index_path).index_path)
     if remove:
@@ -64,7 +64,7 @@ def search(
     timeout: float = typer.Option(_default("timeout"), help=_doc("timeout")),
 ) -> None:
     """Search the web or your local index, as the agent's search tool does."""
-    from tools.search.tool import search as run_search
+    from lorastack.tools.search.tool import search as run_search
 
     config = SearchConfig(
         backend=backend.value, index_dir=index_path, max_results=max_results, timeout=timeout,

@@ -13,13 +13,13 @@ eval split, fingerprints), tokenize (chat template and loss mask), examples (dat
 collate (padded and padding-free batches).
 """
 
-from finetune.data.collate import NUM_TOKENS, PackedRowsCollator, PaddedCollator, count_tokens, make_collator
-from finetune.data.config import DataConfig
-from finetune.data.errors import DataError
-from finetune.data.examples import DataReport, load_examples
-from finetune.data.formats import SHAREGPT_ROLES, Conversation, detect_format, to_conversation
-from finetune.data.sources import DataStats, conversations, data_fingerprint, in_eval, template_fingerprint, validate
-from finetune.data.tokenize import IGNORE, ChatEncoder, Encoded, template_text
+from lorastack.finetune.data.collate import NUM_TOKENS, PackedRowsCollator, PaddedCollator, count_tokens, make_collator
+from lorastack.finetune.data.config import DataConfig
+from lorastack.finetune.data.errors import DataError
+from lorastack.finetune.data.examples import DataReport, load_examples
+from lorastack.finetune.data.formats import SHAREGPT_ROLES, Conversation, detect_format, to_conversation
+from lorastack.finetune.data.sources import DataStats, conversations, data_fingerprint, in_eval, template_fingerprint, validate
+from lorastack.finetune.data.tokenize import IGNORE, ChatEncoder, Encoded, template_text
 
 __all__ = [
     "IGNORE",

@@ -33,8 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from finetune.data.config import DataConfig
-from finetune.data.tokenize import IGNORE
+from lorastack.finetune.data.config import DataConfig
+from lorastack.finetune.data.tokenize import IGNORE
 
 FLASH_ATTENTION = (
     "flash_attention_2",

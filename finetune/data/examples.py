@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.data.config import DataConfig
-from finetune.data.errors import DataError
-from finetune.data.sources import conversations, in_eval
-from finetune.data.tokenize import ChatEncoder, Encoded, template_text
+from lorastack.finetune.data.config import DataConfig
+from lorastack.finetune.data.errors import DataError
+from lorastack.finetune.data.sources import conversations, in_eval
+from lorastack.finetune.data.tokenize import ChatEncoder, Encoded, template_text
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def load_examples(
 
     ``chat_template`` is the template text to render with: pass the one the adapter will be served with
     (lorastack's tools template for the embedded default model). None: ``config.chat_template`` if set, else
-    the tokenizer's own. ``seed`` draws the eval split (:func:`finetune.data.sources.in_eval`).
+    the tokenizer's own. ``seed`` draws the eval split (:func:`lorastack.finetune.data.sources.in_eval`).
 
     Every row of a local file (or a downloaded dataset) is checked before any is tokenized; a bad row
     raises :class:`DataError` and nothing is returned.

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from finetune.data.errors import DataError
+from lorastack.finetune.data.errors import DataError
 
 Format = Literal["messages", "sharegpt", "alpaca"]
 ROLES = ("system", "user", "assistant", "tool")

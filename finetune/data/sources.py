@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from finetune.data.config import DataConfig
-from finetune.data.errors import DataError
-from finetune.data.formats import Conversation, Format, detect_format, to_conversation
+from lorastack.finetune.data.config import DataConfig
+from lorastack.finetune.data.errors import DataError
+from lorastack.finetune.data.formats import Conversation, Format, detect_format, to_conversation
 
 logger = logging.getLogger(__name__)
 

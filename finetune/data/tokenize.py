@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.data.errors import DataError
-from finetune.data.formats import Conversation
+from lorastack.finetune.data.errors import DataError
+from lorastack.finetune.data.formats import Conversation
 
 IGNORE = -100
 """Label of a token the loss skips (transformers' and PyTorch's ignore_index)."""

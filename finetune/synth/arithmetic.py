@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from tools.calculator import format_number
+from lorastack.tools.calculator import format_number
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.prompts import SYSTEM_PROMPT
-from finetune.synth import arithmetic, chat, facts
+from lorastack.agent.prompts import SYSTEM_PROMPT
+from lorastack.finetune.synth import arithmetic, chat, facts
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def tool_schemas() -> list[dict[str, Any]]:
     """The OpenAI schemas of exactly the agent's two tools, as the server shows them to the model."""
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    from tools.calculator import calculator_tool
-    from tools.search import SearchConfig, make_search_tool
+    from lorastack.tools.calculator import calculator_tool
+    from lorastack.tools.search import SearchConfig, make_search_tool
 
     search_tool = make_search_tool(SearchConfig(backend="local"))
     return [convert_to_openai_tool(calculator_tool), convert_to_openai_tool(search_tool)]
@@ -161,7 +161,7 @@ def _write_corpus(folder: Path, world: list[facts.Entity]) -> None:
 
 
 def _search_tool(corpus: Path, index_dir: Path) -> Any:
-    from tools.search import LocalIndex, SearchConfig, make_search_tool
+    from lorastack.tools.search import LocalIndex, SearchConfig, make_search_tool
 
     LocalIndex(index_dir).update(corpus)
     return make_search_tool(SearchConfig(backend="local", index_dir=index_dir))
@@ -204,7 +204,7 @@ def result_block(observation: str, source: str) -> str:
 
 
 def _train_rows(rng: random.Random, counts: dict[str, int], world: list[facts.Entity], search: Any) -> list[dict]:
-    from tools.calculator import calculator_tool
+    from lorastack.tools.calculator import calculator_tool
 
     schemas = tool_schemas()
     kinds = [k for k in KINDS for _ in range(counts[k])]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.session import Endpoint, ask
-from tools.calculator import calculator_tool
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.session import Endpoint, ask
+from lorastack.tools.calculator import calculator_tool
 
 pytestmark = pytest.mark.vllm
 

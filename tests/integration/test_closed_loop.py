@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig
-from agent.eval_run import run_eval
-from agent.evaluate import load_items
-from finetune.synth import generate
+from lorastack.agent.config import AgentConfig
+from lorastack.agent.eval_run import run_eval
+from lorastack.agent.evaluate import load_items
+from lorastack.finetune.synth import generate
 from lorastack.errors import AdapterRejected
-from serve.demo import DEMO_NAME, demo_adapter_dir
-from serve.loading import load_adapter
-from serve.promote import EvalGate, promote
+from lorastack.serve.demo import DEMO_NAME, demo_adapter_dir
+from lorastack.serve.loading import load_adapter
+from lorastack.serve.promote import EvalGate, promote
 
 pytestmark = pytest.mark.vllm
 

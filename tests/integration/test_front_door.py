@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from lorastack.errors import LorastackError
-from serve.keys import KeyStore, Role
+from lorastack.serve.keys import KeyStore, Role
 
 pytestmark = pytest.mark.vllm
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from lorastack.errors import AdapterRejected
-from serve.loading import load_adapter, unload_adapter
+from lorastack.serve.loading import load_adapter, unload_adapter
 
 pytestmark = pytest.mark.vllm
 

@@ -14,12 +14,12 @@ import torch
 from rich.console import Console
 from safetensors.torch import load_file
 
-from finetune.config import load_train_config
-from finetune.export import export_merged
-from finetune.trainer import train
+from lorastack.finetune.config import load_train_config
+from lorastack.finetune.export import export_merged
+from lorastack.finetune.trainer import train
 from lorastack.errors import LorastackError
-from serve.gate import check_compatible, inspect_adapter
-from serve.registry import Registry
+from lorastack.serve.gate import check_compatible, inspect_adapter
+from lorastack.serve.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "tool_chat.jsonl"
@@ -64,8 +64,8 @@ def test_token_count_is_the_trained_tokens_only(tmp_path: Path, base_model) -> N
     """Eval batches and the batch fetched ahead go through the same collator; only trained ones count."""
     from transformers import AutoTokenizer
 
-    from finetune.data import load_examples
-    from finetune.trainer import chat_template_for
+    from lorastack.finetune.data import load_examples
+    from lorastack.finetune.trainer import chat_template_for
 
     extra = ("data.eval_fraction=0.25", "training.epochs=1", "training.eval_steps=1")
     config = tiny_config(tmp_path / "run", *extra)

@@ -9,9 +9,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import ToolException, tool
 
-from agent.prompts import MALFORMED_TOOL_CALL
-from agent.react import ReActChatModel
-from agent.runner import run_agent
+from lorastack.agent.prompts import MALFORMED_TOOL_CALL
+from lorastack.agent.react import ReActChatModel
+from lorastack.agent.runner import run_agent
 
 
 class ScriptedChatModel(BaseChatModel):

@@ -9,9 +9,10 @@ import pytest
 
 from lorastack.errors import AdapterRejected, AlreadyExists, NotFound, ServerError
 from lorastack.models import BaseModel
-from serve.demo import DEMO_NAME, demo_adapter_dir, install_demo_adapter
-from serve.promote import EvalGate, promote, rollback
-from serve.registry import DEFAULT_ALIAS, Registry
+from lorastack.serve.demo import DEMO_NAME, demo_adapter_dir, install_demo_adapter
+from lorastack.serve.promote import EvalGate, promote, rollback
+from lorastack.access import DEFAULT_ALIAS
+from lorastack.serve.registry import Registry
 
 
 @pytest.fixture

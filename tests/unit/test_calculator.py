@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tools import calculator
-from tools.calculator import CalculatorError, calculate, calculator_tool, evaluate
+from lorastack.tools import calculator
+from lorastack.tools.calculator import CalculatorError, calculate, calculator_tool, evaluate
 
 # Everything refused must be refused quickly; the evaluator's own deadline is the upper bound.
 FAST_S = calculator.DEADLINE_S

@@ -313,11 +313,12 @@ def test_lorastack_serve_accepts_the_front_door_command() -> None:
     from typer.main import get_command
 
     from lorastack.cli import app
-    from serve.config import ServeConfig
+    from lorastack.options import config_values
+    from lorastack.serve.config import ServeConfig
 
     serve = get_command(app).commands["serve"]
     params = serve.make_context("serve", compose()["services"]["lorastack"]["command"][2:]).params
-    config = ServeConfig(**{**params, "extra_args": params["extra_args"] or []})  # runs its validators too
+    config = ServeConfig(**config_values(**params))  # runs its validators too
     assert config.vllm_url == "http://vllm:8000" and config.base_model == "Qwen/Qwen2.5-7B-Instruct"
     assert (config.host, config.port, config.max_lora_rank, config.max_loras) == ("0.0.0.0", 9000, 64, 4)
     assert config.tool_call_parser == "hermes"
@@ -351,7 +352,7 @@ def test_dockerfile_installs_the_project_without_vllm() -> None:
     instructions = _instructions()
     assert instructions[0] == ("FROM", "python:3.11-slim")
     copied = " ".join(args for op, args in instructions if op == "COPY")
-    for package in [p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]:
+    for package in set(PYPROJECT["tool"]["setuptools"]["package-dir"].values()):
         assert re.search(rf"(^|\s){package}(\s|$)", copied), f"the Dockerfile does not copy {package}"
     assert "pyproject.toml" in copied and "README.md" in copied
     installs = _pip_installs()
@@ -365,14 +366,14 @@ def test_the_image_installs_what_the_packages_import() -> None:
     The local venv has vLLM, whose dependencies hide a missing one (FastAPI and uvicorn arrive with it); the
     image has only pyproject.toml's base dependencies, their dependencies, and what the Dockerfile names.
     """
-    packages = [p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
+    folders = sorted(set(PYPROJECT["tool"]["setuptools"]["package-dir"].values()))
     installed = _requirement_closure(PYPROJECT["project"]["dependencies"] + [i for i in _pip_installs() if i != "."])
     providers = importlib.metadata.packages_distributions()
     missing = {}
-    for package in packages:
-        for module in sorted((ROOT / package).rglob("*.py")):
+    for folder in folders:
+        for module in sorted((ROOT / folder).rglob("*.py")):
             for name in _top_level_imports(module):
-                if name in sys.stdlib_module_names or name in packages or name == "__future__":
+                if name in sys.stdlib_module_names or name == "lorastack" or name == "__future__":
                     continue
                 if not {_canonical(d) for d in providers.get(name, [])} & installed:
                     missing.setdefault(name, str(module.relative_to(ROOT)))

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.eval_cli import add_commands
-from agent.evaluate import (
+from lorastack.agent.eval_cli import add_commands
+from lorastack.agent.evaluate import (
     MAX_NEW_NUMBERS,
     EvalItem,
     EvalReport,
@@ -22,10 +22,10 @@ from agent.evaluate import (
     score,
     write_chart,
 )
-from agent.runner import AgentResult, run_agent
+from lorastack.agent.runner import AgentResult, run_agent
 from lorastack.errors import LorastackError
 from tests.unit.test_agent_flow import ScriptedChatModel, call
-from tools.calculator import calculator_tool
+from lorastack.tools.calculator import calculator_tool
 
 
 @pytest.mark.parametrize(
@@ -244,8 +244,8 @@ def test_eval_command_compares_two_models(tmp_path: Path, monkeypatch: pytest.Mo
     """The command's wiring (corpus index, both models, table, JSON, chart) with the endpoint faked out."""
     from contextlib import contextmanager
 
-    import agent.session
-    from agent.session import Endpoint
+    import lorastack.agent.session
+    from lorastack.agent.session import Endpoint
 
     @contextmanager
     def fake_endpoint(config, progress=None):
@@ -257,8 +257,8 @@ def test_eval_command_compares_two_models(tmp_path: Path, monkeypatch: pytest.Mo
             return run_agent(question, ScriptedChatModel(script=["I do not know."], calls=[]), tools)
         return run_scripted(question)
 
-    monkeypatch.setattr(agent.session, "open_endpoint", fake_endpoint)
-    monkeypatch.setattr(agent.session, "ask", fake_ask)
+    monkeypatch.setattr(lorastack.agent.session, "open_endpoint", fake_endpoint)
+    monkeypatch.setattr(lorastack.agent.session, "ask", fake_ask)
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "temtys.md").write_text("# Temtys V31\nThe Temtys V31 is sold in navy blue.\n")

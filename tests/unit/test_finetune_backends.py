@@ -7,9 +7,9 @@ import types
 
 import pytest
 
-import finetune.backends
-from finetune.backends import resolve
-from finetune.config import load_train_config
+import lorastack.finetune.backends
+from lorastack.finetune.backends import resolve
+from lorastack.finetune.config import load_train_config
 from lorastack.errors import LorastackError
 
 
@@ -23,8 +23,8 @@ def machine(one_chat, monkeypatch):
         cuda, unsloth, capability = True, False, (9, 0)
 
         def plan(self, *overrides):
-            monkeypatch.setattr(finetune.backends, "_cuda", lambda: (self.cuda, self.cuda))
-            monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes" or self.unsloth)
+            monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (self.cuda, self.cuda))
+            monkeypatch.setattr(lorastack.finetune.backends, "_has", lambda name: name == "bitsandbytes" or self.unsloth)
             monkeypatch.setattr("torch.cuda.get_device_capability", lambda *a: self.capability)
             return resolve(load_train_config(None, [f"data.path={data}", *overrides]))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from finetune.data import (
+from lorastack.finetune.data import (
     NUM_TOKENS,
     IGNORE,
     ChatEncoder,
@@ -470,7 +470,7 @@ def test_streaming_yields_the_same_examples(tokenizer, tmp_path):
 
 def test_streamed_hub_rows_are_checked_as_read(tokenizer, tmp_path, monkeypatch):
     """A streamed hub dataset is checked up front only in part; a later bad row stops training where it is."""
-    monkeypatch.setattr("finetune.data.sources.STREAM_CHECK_ROWS", 3)
+    monkeypatch.setattr("lorastack.finetune.data.sources.STREAM_CHECK_ROWS", 3)
     path = write_jsonl(tmp_path, [GOOD] * 4 + [_msgs(USER)])
     config = DataConfig(dataset="json", data_files=[str(path)], streaming=True, eval_fraction=0)
     stats = validate(config)
@@ -526,9 +526,9 @@ def test_group_by_length_gives_batches_with_little_padding(tmp_path, one_chat, g
 
     from transformers import Trainer
 
-    from finetune.backends import Plan
-    from finetune.config import load_train_config
-    from finetune.trainer import _training_arguments
+    from lorastack.finetune.backends import Plan
+    from lorastack.finetune.config import load_train_config
+    from lorastack.finetune.trainer import _training_arguments
 
     data = one_chat
     config = load_train_config(None, [f"data.path={data}", f"data.group_by_length={grouped}", "training.batch_size=4",

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from finetune.data import NUM_TOKENS, DataConfig, PackedRowsCollator, PaddedCollator, load_examples
-from finetune.loss import IGNORE, chunked_cross_entropy, split_head
+from lorastack.finetune.data import NUM_TOKENS, DataConfig, PackedRowsCollator, PaddedCollator, load_examples
+from lorastack.finetune.loss import IGNORE, chunked_cross_entropy, split_head
 from lorastack.templates import TOOLS_TEMPLATE
 
 FIXTURE = Path(__file__).parents[1] / "data" / "tool_chat.jsonl"
@@ -79,13 +79,13 @@ def test_only_plain_causal_heads_are_split(lora_model):
 def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, monkeypatch, packed):
     """Through the Trainer subclass a run uses: chunked on and off give the same loss and LoRA gradients, on a
     padded batch and on packed rows, in chunks of 50 tokens; and the same eval loss."""
-    import finetune.loss
+    import lorastack.finetune.loss
 
-    monkeypatch.setattr(finetune.loss, "CHUNK_ELEMENTS", 50 * 49152)
+    monkeypatch.setattr(lorastack.finetune.loss, "CHUNK_ELEMENTS", 50 * 49152)
     from transformers import TrainingArguments
 
-    from finetune.hf_trainer import trainer_class
-    from finetune.progress import TokenCounter
+    from lorastack.finetune.hf_trainer import trainer_class
+    from lorastack.finetune.progress import TokenCounter
 
     model, tokenizer = lora_model
     train, _, _ = load_examples(DataConfig(path=FIXTURE, eval_fraction=0), tokenizer, TOOLS_TEMPLATE.read_text())

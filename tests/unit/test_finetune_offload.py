@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune import offload
+from lorastack.finetune import offload
 
 
 def _lora_llama(dropout: float):
@@ -59,9 +59,9 @@ def test_layers_use_the_offloaded_function():
 
 
 def test_offload_is_resolved_per_backend(one_chat, monkeypatch):
-    import finetune.backends
-    from finetune.backends import resolve
-    from finetune.config import load_train_config
+    import lorastack.finetune.backends
+    from lorastack.finetune.backends import resolve
+    from lorastack.finetune.config import load_train_config
     from lorastack.errors import LorastackError
 
     data = one_chat
@@ -69,12 +69,12 @@ def test_offload_is_resolved_per_backend(one_chat, monkeypatch):
     def plan(*overrides):
         return resolve(load_train_config(None, [f"data.path={data}", "quantization=none", *overrides]))
 
-    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (False, False))
+    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (False, False))
     assert plan("training.offload_activations=true").offload_activations is False  # CPU: nowhere to offload to
-    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
+    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (True, True))
     assert plan("backend=peft", "training.offload_activations=true").offload_activations is True
     assert plan("backend=peft").offload_activations is False  # auto: bf16 LoRA keeps its layer inputs on the GPU
-    monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes")  # for nf4
+    monkeypatch.setattr(lorastack.finetune.backends, "_has", lambda name: name == "bitsandbytes")  # for nf4
     assert plan("backend=peft", "quantization=nf4").offload_activations is True  # auto: QLoRA offloads
     assert plan("backend=peft", "quantization=nf4", "training.offload_activations=off").offload_activations is False
     assert plan("backend=peft", "quantization=nf4", "training.gradient_checkpointing=off").offload_activations is False
@@ -83,14 +83,14 @@ def test_offload_is_resolved_per_backend(one_chat, monkeypatch):
 
 
 def test_the_planner_offloads_as_the_trainer_does(one_chat, monkeypatch):
-    import finetune.backends
-    from finetune.backends import resolve
-    from finetune.config import load_train_config
-    from finetune.plan_config import run_shape
+    import lorastack.finetune.backends
+    from lorastack.finetune.backends import resolve
+    from lorastack.finetune.config import load_train_config
+    from lorastack.finetune.plan_config import run_shape
 
     data = one_chat
-    monkeypatch.setattr(finetune.backends, "_cuda", lambda: (True, True))
-    monkeypatch.setattr(finetune.backends, "_has", lambda name: name == "bitsandbytes")
+    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (True, True))
+    monkeypatch.setattr(lorastack.finetune.backends, "_has", lambda name: name == "bitsandbytes")
     for quantization in ("nf4", "int8", "none"):
         for setting in ("auto", "on", "off"):
             config = load_train_config(None, [f"data.path={data}", "backend=peft", f"quantization={quantization}",

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from finetune.plan import GIB, PROJECTIONS, ModelShape, RunShape, estimate_memory, largest_batch
+from lorastack.finetune.plan import GIB, PROJECTIONS, ModelShape, RunShape, estimate_memory, largest_batch
 from lorastack.errors import LorastackError, NotFound
 
 # The GPU probe's (gpu_train_probe.py) random-init Llama shapes: hidden, layers, heads, kv heads, intermediate.

@@ -10,10 +10,10 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from lorastack.errors import AdapterRejected, NotFound
-from serve.gate import check_name, check_rank, inspect_adapter
-from serve.loading import checked
-from serve.registry import Registry
-from serve.state import ServerState
+from lorastack.serve.gate import check_name, check_rank, inspect_adapter
+from lorastack.serve.loading import checked
+from lorastack.serve.registry import Registry
+from lorastack.serve.state import ServerState
 
 
 def _edit_config(folder: Path, **changes) -> None:

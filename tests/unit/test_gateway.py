@@ -7,9 +7,9 @@ import threading
 
 from fastapi.testclient import TestClient
 
-from serve.gateway import Gateway, Routes
-from serve.keys import KeyStore, Role
-from serve.registry import Registry
+from lorastack.serve.gateway import Gateway, Routes
+from lorastack.serve.keys import KeyStore, Role
+from lorastack.serve.registry import Registry
 
 
 def _gateway() -> Gateway:

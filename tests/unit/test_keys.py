@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from lorastack.cli import app
 from lorastack.errors import LorastackError, NotFound
 from lorastack.testing import one_line_error
-from serve.keys import KeyStore, Role, allows, parse_role
-from serve.registry import Registry
+from lorastack.serve.keys import KeyStore, Role, allows, parse_role
+from lorastack.serve.registry import Registry
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,9 @@ import pytest
 
 from lorastack.errors import LorastackError, NotFound
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
-from serve.config import ServeConfig
+from lorastack.serve.config import ServeConfig
 from lorastack.templates import TOOLS_TEMPLATE
-from serve.engine import effective_tool_parser, vllm_command
+from lorastack.serve.engine import effective_tool_parser, vllm_command
 
 
 def test_embedded_default_is_a_converted_hf_folder(base_model: BaseModel) -> None:

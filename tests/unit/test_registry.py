@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from lorastack.errors import AdapterRejected, NotFound
-from serve.config import fitting_rank
-from serve.loading import load_adapter, unload_adapter
-from serve.registry import Registry, adapter_sha256, parse_ref
+from lorastack.serve.config import fitting_rank
+from lorastack.serve.loading import load_adapter, unload_adapter
+from lorastack.serve.registry import Registry, adapter_sha256, parse_ref
 
 
 def test_register_copies_an_immutable_version_with_card(base_model, base_shapes, make_adapter) -> None:

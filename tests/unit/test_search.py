@@ -17,11 +17,11 @@ from ddgs.exceptions import DDGSException, RatelimitException
 from typer.testing import CliRunner
 
 from lorastack.errors import NotFound
-from tools.cli import add_commands
-from tools.search import LocalIndex, SearchConfig, SearchResult, SearchUnavailable, format_results, make_search_tool
-from tools.search.cache import ResultCache
-from tools.search.documents import MAX_WORDS, chunk_document
-from tools.search.web import web_search
+from lorastack.tools.cli import add_commands
+from lorastack.tools.search import LocalIndex, SearchConfig, SearchResult, SearchUnavailable, format_results, make_search_tool
+from lorastack.tools.search.cache import ResultCache
+from lorastack.tools.search.documents import MAX_WORDS, chunk_document
+from lorastack.tools.search.web import web_search
 
 FACTS = {
     "geography/zorbia.md": "# Zorbia\n\nZorbia is a small island nation.\n\n## Capital\n\nThe capital of Zorbia is "
@@ -135,7 +135,7 @@ def test_update_rereads_only_what_changed(corpus: Path, index: LocalIndex) -> No
 def test_a_new_process_uses_the_saved_index_without_rereading(corpus: Path, index: LocalIndex) -> None:
     index.update(corpus)
     script = (
-        "import json, sys; from pathlib import Path; from tools.search import LocalIndex\n"
+        "import json, sys; from pathlib import Path; from lorastack.tools.search import LocalIndex\n"
         "index = LocalIndex(Path(sys.argv[1]))\n"
         "hits = index.search('capital of Zorbia', k=1)\n"
         "report = index.update(Path(sys.argv[2]))\n"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.prompts import SYSTEM_PROMPT
-from finetune.data import DataConfig, load_examples, validate
-from finetune.synth import SynthConfig, arithmetic, chat, facts, generate
-from finetune.synth.generate import result_block, split_counts, tool_schemas
+from lorastack.agent.prompts import SYSTEM_PROMPT
+from lorastack.finetune.data import DataConfig, load_examples, validate
+from lorastack.finetune.synth import SynthConfig, arithmetic, chat, facts, generate
+from lorastack.finetune.synth.generate import result_block, split_counts, tool_schemas
 from lorastack.templates import TOOLS_TEMPLATE
-from tools.calculator import format_number
+from lorastack.tools.calculator import format_number
 
 N_TRAIN, N_EVAL = 240, 60
 

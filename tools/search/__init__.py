@@ -1,6 +1,6 @@
 """The agent's search tool: the web (DuckDuckGo via ddgs) or a local BM25 index of the user's documents.
 
-    from tools.search import SearchConfig, make_search_tool, search
+    from lorastack.tools.search import SearchConfig, make_search_tool, search
     tool = make_search_tool(SearchConfig(backend="local"))   # a LangChain tool named "search"
     results = search("capital of Australia", SearchConfig())  # list[SearchResult]
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
-from tools.search.results import SearchResult
+from lorastack.tools.search.results import SearchResult
 
 logger = logging.getLogger(__name__)
 

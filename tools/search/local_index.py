@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from lorastack.errors import LorastackError, NotFound
-from tools.search.documents import MAX_FILE_BYTES, chunk_document, decode_document, document_title, is_document
-from tools.search.errors import IndexMissing
-from tools.search.results import SearchResult, shorten
+from lorastack.tools.search.documents import MAX_FILE_BYTES, chunk_document, decode_document, document_title, is_document
+from lorastack.tools.search.errors import IndexMissing
+from lorastack.tools.search.results import SearchResult, shorten
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from lorastack.errors import LorastackError
-from tools.search.config import SearchConfig
-from tools.search.local_index import LocalIndex
-from tools.search.results import SearchResult, format_results
-from tools.search.web import web_search
+from lorastack.tools.search.config import SearchConfig
+from lorastack.tools.search.local_index import LocalIndex
+from lorastack.tools.search.results import SearchResult, format_results
+from lorastack.tools.search.web import web_search
 
 DESCRIPTIONS = {
     "web": (

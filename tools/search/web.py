@@ -14,10 +14,10 @@ from typing import Any, NoReturn, Protocol
 
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
-from tools.search.cache import ResultCache, cache_key
-from tools.search.config import SearchConfig
-from tools.search.errors import SearchUnavailable
-from tools.search.results import SearchResult, shorten
+from lorastack.tools.search.cache import ResultCache, cache_key
+from lorastack.tools.search.config import SearchConfig
+from lorastack.tools.search.errors import SearchUnavailable
+from lorastack.tools.search.results import SearchResult, shorten
 
 logger = logging.getLogger(__name__)
 
