@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lorastack.errors import AlreadyExists
-from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
-from lorastack.templates import TOOLS_TEMPLATE
+from lorastack.models import BaseModel, resolve_base_model, resolve_recorded_base
 from lorastack.serve.gate import CONFIG_FILE, inspect_adapter
 
 
@@ -27,11 +26,7 @@ def _base_for(adapter_dir: Path, base_model: str | None, progress: Callable[[str
     if base_model is not None:
         return resolve_base_model(base_model, progress)
     recorded = json.loads((adapter_dir / CONFIG_FILE).read_text()).get("base_model_name_or_path") or ""
-    if recorded and Path(recorded).is_dir():
-        return resolve_base_model(recorded, progress)
-    if not recorded or BaseModel(EMBEDDED_NAME, EMBEDDED_NAME, "").matches(recorded):
-        return resolve_base_model(None, progress)
-    return resolve_base_model(recorded, progress)
+    return resolve_recorded_base(recorded, progress)
 
 
 def export_merged(
@@ -52,9 +47,9 @@ def export_merged(
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(base.path)
-    if base.name == EMBEDDED_NAME:
-        # Served on its own, the merged model should speak the tool format it was trained in.
-        tokenizer.chat_template = TOOLS_TEMPLATE.read_text()
+    if base.chat_template is not None:
+        # Served on its own, the merged model should speak the template it was trained in.
+        tokenizer.chat_template = base.chat_template.read_text()
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(partial)

@@ -6,7 +6,7 @@ from lorastack.finetune.backends import _has, offloads
 from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.loss import PLAIN_CAUSAL_LMS
 from lorastack.finetune.plan import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
-from lorastack.models import EMBEDDED_NAME, resolve_base_model
+from lorastack.models import resolve_base_model
 
 
 def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
@@ -38,9 +38,6 @@ def run_shape(config: TrainConfig, model_type: str = "") -> RunShape:
 
 def plan_for(config: TrainConfig, gpu_gib: float) -> tuple[MemoryPlan, int]:
     """Peak-memory estimate for ``config`` and the largest batch size that fits ``gpu_gib``."""
-    if config.base_model in (None, EMBEDDED_NAME):
-        model = ModelShape.from_pretrained(resolve_base_model(None).path)
-    else:
-        model = ModelShape.from_pretrained(config.base_model)
+    model = ModelShape.from_pretrained(resolve_base_model(config.base_model).path)
     run = run_shape(config, model.model_type)
     return estimate_memory(model, run), largest_batch(model, run, int(gpu_gib * 2**30))

@@ -26,8 +26,7 @@ from lorastack.finetune.data import data_fingerprint, load_examples, make_collat
 from lorastack.finetune.hf_trainer import trainer_class
 from lorastack.finetune.progress import RichProgress, TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
-from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
-from lorastack.templates import TOOLS_TEMPLATE
+from lorastack.models import BaseModel, resolve_base_model
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ def chat_template_for(config: TrainConfig, base: BaseModel) -> str | None:
     """The template training renders with: the one the server will use for this base model."""
     if config.data.chat_template is not None:
         return config.data.chat_template.read_text()
-    if base.name == EMBEDDED_NAME:
-        return TOOLS_TEMPLATE.read_text()
+    if base.chat_template is not None:
+        return base.chat_template.read_text()
     return None  # the tokenizer's own
 
 
@@ -234,13 +233,11 @@ def _cast_adapter(adapter_dir: Path, dtype_name: str) -> None:
 
 
 def _portable_base_name(adapter_dir: Path, base: Any) -> None:
-    """Name the embedded default by its name, not by this machine's cache folder, so the adapter registers
-    anywhere."""
-    from lorastack.models import EMBEDDED_NAME
-
-    if base.name != EMBEDDED_NAME:
+    """Record the base as it names itself for adapters (the embedded default by its name, not by this machine's
+    cache folder), so the adapter registers anywhere."""
+    if base.adapter_base_name is None:
         return
     path = adapter_dir / "adapter_config.json"
     config = json.loads(path.read_text())
-    config["base_model_name_or_path"] = EMBEDDED_NAME
+    config["base_model_name_or_path"] = base.adapter_base_name
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

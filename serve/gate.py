@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lorastack.errors import AdapterRejected, NotFound
+from lorastack.lora import MAX_LORA_RANK
 from lorastack.models import BaseModel, safetensors_shapes
 
 CONFIG_FILE = "adapter_config.json"
@@ -19,7 +20,6 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 NAME_MAX = 64
-VLLM_MAX_RANK = 512
 """The largest ``--max-lora-rank`` vLLM accepts."""
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
@@ -112,10 +112,10 @@ def inspect_adapter(path: Path) -> AdapterInfo:
             modules.setdefault(m["module"], {})[m["ab"]] = shape
     if not modules:
         raise AdapterRejected(f"{weights} holds no LoRA weights (no lora_A/lora_B tensors).", "Re-save the adapter.")
-    if max(ranks) > VLLM_MAX_RANK:
+    if max(ranks) > MAX_LORA_RANK:
         raise AdapterRejected(
-            f"{path} has LoRA rank {max(ranks)}; vLLM serves ranks up to {VLLM_MAX_RANK}.",
-            f"Retrain with r <= {VLLM_MAX_RANK}.",
+            f"{path} has LoRA rank {max(ranks)}; vLLM serves ranks up to {MAX_LORA_RANK}.",
+            f"Retrain with r <= {MAX_LORA_RANK}.",
         )
     return AdapterInfo(
         path=path,

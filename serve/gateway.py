@@ -232,7 +232,7 @@ class Gateway:
                     return
             try:
                 self.client.unload_adapter(upstream)
-                logger.info("Unloaded %s after it drained", upstream)
+                logger.debug("Unloaded %s after it drained", upstream)
             except LorastackError as exc:
                 logger.warning("Could not unload %s: %s", upstream, exc)
 

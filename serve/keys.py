@@ -114,7 +114,7 @@ class KeyStore:
                     )
             except sqlite3.IntegrityError:
                 continue
-            logger.info("Created %s key %s", role, info.id)
+            logger.debug("Created %s key %s", role, info.id)
             return info, key
         raise LorastackError("Could not draw an unused key id.", "Try again.")
 
@@ -131,7 +131,7 @@ class KeyStore:
             if row is None:
                 raise NotFound(f"No API key with id {key_id!r}.", "See lorastack keys list.")
             db.execute("DELETE FROM api_keys WHERE id = ?", (key_id,))
-        logger.info("Revoked key %s", key_id)
+        logger.debug("Revoked key %s", key_id)
         return KeyInfo(row["id"], Role(row["role"]), row["label"], row["created"])
 
     # -- checking (per request) --------------------------------------------------------------------

@@ -78,7 +78,7 @@ def _conversations_with_format(config: DataConfig) -> Iterator[tuple[Conversatio
     for where, row in rows(config):
         if fmt is None:
             fmt = detect_format(row, where)
-            logger.info("%s: %s format (from the first row's keys)", config.source_name, fmt)
+            logger.debug("%s: %s format (from the first row's keys)", config.source_name, fmt)
         yield to_conversation(row, fmt, where), fmt
 
 

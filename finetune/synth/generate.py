@@ -139,7 +139,7 @@ def generate(out_dir: Path, config: SynthConfig | None = None, **fields: Any) ->
     _write_jsonl(out_dir / "train.jsonl", rows)
     _write_jsonl(out_dir / "eval.jsonl", items)
     report = SynthReport(out_dir, train_counts, eval_counts, len(train_world), len(eval_world))
-    logger.info("Synthesised %s", report)
+    logger.debug("Synthesised %s", report)
     return report
 
 

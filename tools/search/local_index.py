@@ -171,7 +171,7 @@ class LocalIndex:
             if counts["added"] or counts["updated"] or counts["removed"]:
                 _bump_generation(db)
             chunks, total = _chunk_counts(db, folder_id)
-        logger.info("Indexed %s into %s: %s", folder, self.path, counts)
+        logger.debug("Indexed %s into %s: %s", folder, self.path, counts)
         return IndexReport(folder, self.path, skipped=skipped, chunks=chunks, total_chunks=total, **counts)
 
     def remove_folder(self, folder: Path) -> IndexReport:
@@ -302,7 +302,7 @@ class LocalIndex:
             "FROM chunks JOIN files ON files.id = chunks.file_id"
         ).fetchall()
         if rows:
-            logger.info("Re-tokenising %d chunks for %s", len(rows), TOKENIZER)
+            logger.debug("Re-tokenising %d chunks for %s", len(rows), TOKENIZER)
             tokens = tokenize([f"{title}\n{section}\n{text}" for _, title, section, text in rows])
             db.executemany(
                 "UPDATE chunks SET tokens = ? WHERE id = ?", [(" ".join(t), row[0]) for row, t in zip(rows, tokens)]

@@ -63,7 +63,7 @@ def web_search(
     cache = ResultCache(config.cache_path, config.cache_ttl) if config.cache_ttl > 0 else None
     key = cache_key(query, config.max_results, config.web_engines, config.region)
     if cache is not None and (hit := cache.get(key)) is not None:
-        logger.info("Web search %r answered from the cache", query)
+        logger.debug("Web search %r answered from the cache", query)
         return hit
 
     deadline = clock() + config.total_timeout
@@ -74,7 +74,7 @@ def web_search(
             raw = _attempt(client_factory, query, config, min(config.timeout, deadline - clock()))
             break
         except (RatelimitException, TimeoutException, _NoResults) as exc:
-            logger.info("Web search attempt %d for %r: %r", attempt, query, exc)
+            logger.debug("Web search attempt %d for %r: %r", attempt, query, exc)
             if attempt > config.retries or clock() + delay + 0.5 > deadline:
                 return _give_up(exc, attempt, clock() - started, config)
         sleep(delay)
@@ -129,7 +129,7 @@ def _raise_classified(exc: BaseException) -> NoReturn:
         ) from exc
     if any(cls.__name__ == "TimeoutError" for e in _chain(exc) for cls in type(e).__mro__):
         raise TimeoutException(str(cause)) from exc
-    logger.info("Web search failed", exc_info=exc)
+    logger.debug("Web search failed", exc_info=exc)
     raise SearchUnavailable(
         f"Web search failed ({type(cause).__name__}: {shorten(str(cause), 150)}).", f"Try again later, {_LOCAL_HINT}"
     ) from exc
@@ -161,7 +161,7 @@ def _root(exc: BaseException) -> BaseException:
 def _give_up(exc: Exception, attempts: int, seconds: float, config: SearchConfig) -> list[SearchResult]:
     tries = f"{attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.0f} s"
     if isinstance(exc, _NoResults):
-        logger.info("No web results after %s (nothing found, or a silent rate limit)", tries)
+        logger.debug("No web results after %s (nothing found, or a silent rate limit)", tries)
         return []
     if isinstance(exc, RatelimitException):
         raise SearchUnavailable(
