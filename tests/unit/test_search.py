@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import primp
 import pytest
 import typer
 from ddgs.exceptions import DDGSException, RatelimitException
@@ -367,6 +369,57 @@ def test_a_hung_request_is_cut_off() -> None:
     finally:
         release.set()
     assert time.monotonic() - started < 2
+
+
+def _as_ddgs_raises(error: BaseException) -> DDGSException:
+    """``error`` as DDGS.text raises it: its HTTP client wraps it (``raise DDGSException(msg) from error``), then
+    DDGS wraps the engine's error again (``DDGSException(err)``)."""
+    client_error = DDGSException(f"{type(error).__name__}: {error!r}")
+    client_error.__cause__ = error
+    return DDGSException(client_error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        primp.DNSError("dns error: failed to lookup address information"),
+        primp.DNSTimeoutError("dns error: lookup timed out"),
+        primp.ConnectError("tcp connect error: Connection refused"),
+        socket.gaierror(-3, "Temporary failure in name resolution"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_no_network_is_recognised_by_the_error_class(error: BaseException) -> None:
+    ddgs = ScriptedDDGS(_as_ddgs_raises(error))
+    with pytest.raises(SearchUnavailable, match=r"Web search is unavailable \(no network: ") as caught:
+        web_search("q", SearchConfig(retries=2, cache_ttl=0), client_factory=ddgs, sleep=FakeTime().sleep)
+    assert "Check the internet connection" in caught.value.hint
+    assert len(ddgs.calls) == 1  # no network is not retried
+
+
+def test_a_class_named_like_a_network_error_is_not_one() -> None:
+    """Pins a fix: "no network" was decided by class NAME, so any error class called ConnectError or
+    NetworkError (a page parser's, a plugin's) told the user to check their internet connection."""
+    lookalike = type("ConnectError", (Exception,), {})("the results page changed")
+    ddgs = ScriptedDDGS(_as_ddgs_raises(lookalike))
+    with pytest.raises(SearchUnavailable, match=r"Web search failed \(ConnectError: the results page changed\)"):
+        web_search("q", SearchConfig(retries=2, cache_ttl=0), client_factory=ddgs, sleep=FakeTime().sleep)
+    assert len(ddgs.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "error", [primp.TimeoutError("operation timed out"), TimeoutError("timed out")], ids=lambda e: type(e).__module__
+)
+def test_a_wrapped_timeout_is_retried_as_a_timeout(error: BaseException) -> None:
+    clock = FakeTime()
+    ddgs = ScriptedDDGS(_as_ddgs_raises(error), ANSWER)
+    results = web_search("q", SearchConfig(retries=1), client_factory=ddgs, sleep=clock.sleep, clock=clock.clock)
+    assert len(results) == 2 and clock.sleeps == [1]
+
+    ddgs = ScriptedDDGS(_as_ddgs_raises(error), _as_ddgs_raises(error))
+    with pytest.raises(SearchUnavailable, match=r"timed out \(2 attempts"):
+        web_search("other", SearchConfig(retries=1), client_factory=ddgs, sleep=clock.sleep, clock=clock.clock)
 
 
 def test_cached_answers_expire(tmp_path: Path) -> None:

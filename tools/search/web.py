@@ -7,11 +7,13 @@ Every way the web can fail (no network, rate limit, timeout, a changed results p
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
+import primp
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
 
 from lorastack.tools.search.cache import ResultCache, cache_key
@@ -22,9 +24,11 @@ from lorastack.tools.search.results import SearchResult, shorten
 logger = logging.getLogger(__name__)
 
 _LOCAL_HINT = "or search your own documents instead: lorastack index DIR, then use the local backend."
-# Exception class names (anywhere in the cause chain) that mean the machine cannot reach the internet:
-# primp's (ddgs' HTTP client) and the standard library's.
-_NO_NETWORK = {"DNSError", "ConnectError", "ConnectionError", "gaierror", "NetworkError"}
+_NO_NETWORK = (primp.DNSError, primp.ConnectError, socket.gaierror, ConnectionError)
+"""Errors (anywhere in the cause chain) that mean the machine cannot reach the internet: primp's (ddgs' HTTP
+client; its DNSTimeoutError is a DNSError too) and the standard library's."""
+_TIMEOUT = (TimeoutException, primp.TimeoutError, TimeoutError)
+"""Errors (anywhere in the cause chain) that mean a request ran out of time: retried like a timeout."""
 
 
 class TextSearcher(Protocol):
@@ -122,12 +126,12 @@ def _raise_classified(exc: BaseException) -> NoReturn:
     if isinstance(exc, DDGSException) and _root(exc) is exc:  # wraps no engine error: nothing was found
         raise _NoResults() from exc
     cause = _root(exc)
-    if any(cls.__name__ in _NO_NETWORK for e in _chain(exc) for cls in type(e).__mro__):
+    if any(isinstance(e, _NO_NETWORK) for e in _chain(exc)):
         raise SearchUnavailable(
             f"Web search is unavailable (no network: {type(cause).__name__}).",
             f"Check the internet connection, {_LOCAL_HINT}",
         ) from exc
-    if any(cls.__name__ == "TimeoutError" for e in _chain(exc) for cls in type(e).__mro__):
+    if any(isinstance(e, _TIMEOUT) for e in _chain(exc)):
         raise TimeoutException(str(cause)) from exc
     logger.debug("Web search failed", exc_info=exc)
     raise SearchUnavailable(
