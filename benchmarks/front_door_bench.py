@@ -46,7 +46,7 @@ def main() -> None:
                           shapes)
         for i in range(2)
     ]  # fmt: skip
-    with start_server(ServeConfig(port=8950, demo_adapter=False), registry, print) as server:
+    with start_server(ServeConfig(port=8950, demo_adapter=False), registry) as server:
         front, direct = server.state.url, server.state.upstream_url
         server.state.client.promote(versions[0].ref, "bench")
         body = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": args.tokens, "temperature": 0}

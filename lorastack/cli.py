@@ -16,6 +16,7 @@ from rich.text import Text
 
 from lorastack import __version__
 from lorastack.errors import LorastackError
+from lorastack.evaluation import Endpoint, EvalRequirement
 from lorastack.report import show_progress
 
 app = typer.Typer(
@@ -61,11 +62,19 @@ def _register() -> None:
     from lorastack.tools.cli import add_commands as add_tools_commands
 
     add_finetune_commands(app)
-    add_serve_commands(app)
+    add_serve_commands(app, evaluator=_agent_evaluator)
     add_keys_commands(app)
     add_agent_commands(app)
     add_eval_commands(app)
     add_tools_commands(app)
+
+
+def _agent_evaluator(requirement: EvalRequirement, endpoint: Endpoint, model: str) -> float:
+    """The agent's eval, handed to the server for gated promotions (this root wires rooms; serving does not
+    import the agent). Imported when first called: LangChain loads only when an eval runs."""
+    from lorastack.agent.eval_run import evaluate_model
+
+    return evaluate_model(requirement, endpoint, model)
 
 
 _register()

@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lorastack.errors import NotFound, ServerError
+from lorastack.evaluation import PROMOTION_MIN_ACCURACY, EvalRequirement, Evaluator
 from lorastack.models import resolve_base_model
 from lorastack.options import config_options
 from lorastack.serve.config import ServeConfig
 from lorastack.serve.loading import load_adapter, unload_adapter
-from lorastack.serve.promote import EvalGate, promote, rollback
+from lorastack.serve.promote import promote, rollback
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.serve.registry import Registry, parse_ref
 from lorastack.serve.state import current_server
@@ -40,7 +41,7 @@ def serve(
     started = time.monotonic()
     from lorastack.serve.server import start_server  # the web stack loads only for `serve`
 
-    server = start_server(config, progress=console.print)
+    server = start_server(config, evaluator=_evaluator)
     try:
         state = server.state
         console.print(
@@ -147,16 +148,20 @@ def promote_(
     eval_file: Optional[Path] = typer.Option(
         None, "--eval", help="Gate: promote only if the adapter passes this eval set (JSONL, as lorastack eval)."
     ),
-    min_accuracy: float = typer.Option(0.8, min=0, max=1, help="Gate: accuracy the adapter needs on --eval."),
+    min_accuracy: float = typer.Option(
+        PROMOTION_MIN_ACCURACY, min=0, max=1, help="Gate: accuracy the adapter needs on --eval."
+    ),
     corpus: Optional[Path] = typer.Option(None, help="Gate: documents for the search tool during the eval."),
     limit: Optional[int] = typer.Option(None, min=1, help="Gate: only the first N eval items."),
 ) -> None:
     """Point an alias at an adapter version, optionally only if it passes an eval set and beats the current one."""
     registry = Registry()
-    gate = EvalGate(eval_file, min_accuracy, corpus, limit) if eval_file else None
-    result = promote(registry, ref, alias, current_server(registry.home), gate, say=console.print)
-    before = f" (was {result.previous.ref})" if result.previous else ""
-    score = f": {result.accuracy:.1%} against {result.baseline:.1%} for {result.baseline_model}" if gate else ""
+    requirement = EvalRequirement(eval_file, min_accuracy, corpus, limit) if eval_file else None
+    if requirement is not None:
+        console.print(f"The server evaluates {ref} and what {alias!r} serves now on {eval_file.name}...")
+    result = promote(registry, ref, alias, current_server(registry.home), requirement)
+    before = f" (was {result.previous})" if result.previous else ""
+    score = f": {result.accuracy:.1%} against {result.baseline:.1%} for {result.baseline_model}" if requirement else ""
     console.print(f"{alias} -> [bold]{result.adapter.ref}[/]{before}{score}.")
 
 
@@ -165,7 +170,7 @@ def rollback_(alias: str = typer.Argument(DEFAULT_ALIAS, help="The alias to poin
     """Point an alias back at the version it served before."""
     registry = Registry()
     result = rollback(registry, alias, current_server(registry.home))
-    console.print(f"{alias} -> [bold]{result.adapter.ref}[/] (was {result.previous.ref if result.previous else '-'}).")
+    console.print(f"{alias} -> [bold]{result.adapter.ref}[/] (was {result.previous or '-'}).")
 
 
 @adapters.command()
@@ -200,6 +205,12 @@ def stats() -> None:
     console.print(table)
 
 
-def add_commands(app: typer.Typer) -> None:
+_evaluator: Evaluator | None = None
+"""What runs a gated promotion's eval in the server; the CLI root passes the agent's (serving never imports it)."""
+
+
+def add_commands(app: typer.Typer, evaluator: Evaluator | None = None) -> None:
+    global _evaluator
+    _evaluator = evaluator
     app.command()(serve)
     app.add_typer(adapters, name="adapters")

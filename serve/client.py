@@ -1,4 +1,7 @@
-"""A small client for the running server's admin endpoints (health, models, LoRA load/unload)."""
+"""A small client for the running server's admin endpoints (health, models, LoRA load/unload, promotion).
+
+The front door's errors come back as the same typed errors (their ``code``, see :mod:`lorastack.errors`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from dataclasses import dataclass
 import httpx
 
 from lorastack.access import Role, env_key
-from lorastack.errors import NotFound, ServerError
+from lorastack.errors import NotFound, ServerError, error_classes, error_for
+from lorastack.evaluation import EvalRequirement
 
 
 @dataclass
@@ -15,12 +19,13 @@ class ServerClient:
     url: str
     timeout: float = 120
 
-    def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+    def _request(self, method: str, path: str, timeout: float | None | object = ..., **kwargs) -> httpx.Response:
         # The front door asks for a key once keys exist; local commands pass the one in the environment.
         key = env_key(Role.admin) or env_key(Role.inference)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            return httpx.request(method, f"{self.url}{path}", timeout=self.timeout, headers=headers, **kwargs)
+            timeout = self.timeout if timeout is ... else timeout
+            return httpx.request(method, f"{self.url}{path}", timeout=timeout, headers=headers, **kwargs)
         except httpx.TransportError as exc:
             raise ServerError(
                 f"The server at {self.url} did not answer ({exc.__class__.__name__}).",
@@ -50,9 +55,17 @@ class ServerClient:
         _raise_for(self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name}), f"unload {name}")
 
 
-    def promote(self, ref: str, alias: str) -> dict:
-        """Ask the front door to switch ``alias`` to ``ref`` (loaded and checked first; the old one drains)."""
-        response = self._request("POST", "/admin/promote", json={"ref": ref, "alias": alias})
+    def promote(self, ref: str, alias: str, requirement: EvalRequirement | None = None) -> dict:
+        """Ask the front door to switch ``alias`` to ``ref`` (loaded, evaluated if ``requirement`` says so, and
+        checked first; the old one drains). An eval runs in the server and takes as long as it takes."""
+        body: dict = {"ref": ref, "alias": alias}
+        if requirement is not None:
+            body["eval"] = {
+                "eval_file": str(requirement.eval_file.resolve()), "min_accuracy": requirement.min_accuracy,
+                "corpus": str(requirement.corpus.resolve()) if requirement.corpus else None, "limit": requirement.limit,
+            }  # fmt: skip
+        timeout = None if requirement is not None else self.timeout
+        response = self._request("POST", "/admin/promote", json=body, timeout=timeout)
         _raise_for(response, f"promote {ref}")
         return response.json()
 
@@ -68,12 +81,16 @@ class ServerClient:
 
 
 def _raise_for(response: httpx.Response, action: str) -> None:
+    """The front door's typed error as the same class here (its ``code``); vLLM's own errors by HTTP status."""
     if response.is_success:
         return
     try:
-        message = response.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = response.text.strip() or response.reason_phrase
+        error = response.json()["error"]
+        message, code = str(error["message"]), error.get("code")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, code = response.text.strip() or response.reason_phrase, None
+    if isinstance(code, str) and code in error_classes():
+        raise error_for(code, message)
     if response.status_code == 404:
         raise NotFound(f"The server could not {action}: {message}")
     raise ServerError(f"The server could not {action} (HTTP {response.status_code}): {message}")

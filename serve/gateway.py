@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -29,11 +30,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter as PromCounter, Histogram, generate_latest
 
-from lorastack.errors import LorastackError, NotFound
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lorastack.access import DEFAULT_ALIAS, Role, allows
+from lorastack.errors import AdapterRejected, AlreadyExists, LorastackError, ServerError, Unauthorized
+from lorastack.evaluation import Endpoint, EvalRequirement, Evaluator
 from lorastack.serve.client import ServerClient
-from lorastack.serve.keys import KeyStore, Role, allows
+from lorastack.serve.keys import KeyStore
 from lorastack.serve.loading import checked
 from lorastack.serve.registry import AdapterVersion, Registry
+from lorastack.serve.state import ServerState
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +58,60 @@ def versioned(adapter: AdapterVersion) -> str:
     return adapter.ref
 
 
-def _error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": status}}
+def _error(status: int, message: str, kind: str, code: str, headers: dict | None = None) -> JSONResponse:
+    """OpenAI's error body; ``code`` is stable (lorastack's errors carry theirs, see lorastack.errors)."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _lorastack_error(exc: LorastackError) -> JSONResponse:
+    """A typed error as the client maps it back: its own status and code."""
+    return _error(exc.status, str(exc), "invalid_request_error", exc.code)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class EvalBody(_Strict):
+    """The promotion's eval, as ``lorastack adapters promote --eval`` sends it (paths on the server's machine)."""
+
+    eval_file: str = Field(min_length=1)
+    min_accuracy: float = Field(ge=0, le=1)
+    corpus: str | None = None
+    limit: int | None = Field(None, ge=1)
+
+    def requirement(self) -> EvalRequirement:
+        from pathlib import Path
+
+        return EvalRequirement(Path(self.eval_file), self.min_accuracy, Path(self.corpus) if self.corpus else None,
+                               self.limit)  # fmt: skip
+
+
+class PromoteBody(_Strict):
+    ref: str = Field(min_length=1, max_length=200)
+    alias: str = Field(DEFAULT_ALIAS, min_length=1, max_length=200)
+    eval: EvalBody | None = None
+
+
+class RollbackBody(_Strict):
+    alias: str = Field(DEFAULT_ALIAS, min_length=1, max_length=200)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion (or rollback) did: ``adapter`` now serves ``alias``; ``previous`` served it before."""
+
+    alias: str
+    adapter: AdapterVersion
+    previous: str | None
+    accuracy: float | None = None
+    baseline: float | None = None
+    baseline_model: str | None = None
+
+    def body(self) -> dict:
+        return {"alias": self.alias, "ref": self.adapter.ref, "previous": self.previous, "accuracy": self.accuracy,
+                "baseline": self.baseline, "baseline_model": self.baseline_model}  # fmt: skip
 
 
 class Metrics:
@@ -138,89 +195,137 @@ class Gateway:
 
     def __init__(
         self,
-        upstream: str,
+        state: ServerState,
         registry: Registry,
-        base_name: str,
         keys: KeyStore | None = None,
-        state_for_gate: Callable[[], object] | None = None,
+        evaluator: Evaluator | None = None,
         drain_timeout: float = 600,
     ) -> None:
-        self.upstream = upstream.rstrip("/")
+        """``state`` is the served base model and rank every adapter is checked against; its ``upstream_url`` is
+        vLLM. ``evaluator`` runs a promotion's eval (the agent's; None: promotions cannot ask for one)."""
+        self.state = state
+        self.upstream = (state.upstream_url or state.url).rstrip("/")
         self.registry = registry
-        self.base_name = base_name
+        self.base_name = state.base_name
         self.keys = keys or KeyStore(registry.home)
+        self.evaluator = evaluator
         self.metrics = Metrics()
         self.routes = Routes()
         self.available = threading.Event()
         self.available.set()
         self.drain_timeout = drain_timeout
-        self._state_for_gate = state_for_gate
         self._admin = threading.Lock()
         self.client = ServerClient(self.upstream)
         self.app = self._build()
 
     # -- aliases ---------------------------------------------------------------------------------------------
 
-    def restore_aliases(self, say: Callable[[str], None] = lambda msg: None) -> list[LorastackError]:
+    def restore_aliases(self) -> list[LorastackError]:
         """Load every aliased version under its versioned name and route the aliases to it (at every start)."""
         with self._admin:  # a promotion cannot interleave with a restore
-            return self._restore_aliases(say)
+            return self._restore_aliases()
 
-    def _restore_aliases(self, say: Callable[[str], None]) -> list[LorastackError]:
+    def _restore_aliases(self) -> list[LorastackError]:
         errors: list[LorastackError] = []
         served = self.client.served_adapters()
         for alias, adapter in self.registry.aliases().items():
             name = versioned(adapter)
             try:
                 if name not in served:
-                    checked(self.registry, adapter.ref, self._state_for_gate() if self._state_for_gate else None)
+                    checked(self.registry, adapter.ref, self.state)
                     self.client.load_adapter(name, str(adapter.path))
                     served[name] = str(adapter.path)
             except LorastackError as exc:
                 errors.append(exc)
-                say(f"Could not restore alias {alias} -> {adapter.ref}: {exc}")
+                logger.warning("Could not restore alias %s -> %s: %s", alias, adapter.ref, exc)
                 continue
             self.routes.switch(alias, name)
-            say(f"Alias {alias} -> {adapter.ref}")
+            logger.info("Alias %s -> %s", alias, adapter.ref)
         return errors
 
-    def promote(self, ref: str, alias: str) -> tuple[AdapterVersion, str | None]:
-        """Load ``ref`` beside what ``alias`` serves, check it with one completion, switch, then retire the old one.
+    def promote(self, ref: str, alias: str, requirement: EvalRequirement | None = None) -> Promotion:
+        """The whole promotion, owned here: check ``ref``, load it beside what ``alias`` serves, run the eval if
+        ``requirement`` asks for one (it must reach the floor and beat the alias's current version, or the base
+        model), check it with one real completion, switch the alias, then retire the old version once drained.
 
-        A failure before the switch leaves the alias, the registry and vLLM as they were.
+        Any failure before the switch unloads the candidate (if this promotion loaded it) and leaves the alias,
+        the registry and vLLM as they were.
         """
         with self._admin:
-            adapter = checked(self.registry, ref, self._state_for_gate() if self._state_for_gate else None)
+            adapter = checked(self.registry, ref, self.state)
             name = versioned(adapter)
+            with self.routes.lock:
+                current = self.routes.aliases.get(alias)
+            if current == name:
+                raise AlreadyExists(f"The alias {alias!r} already serves {adapter.ref}.", "Nothing to do.")
+            baseline_model = current or self.base_name
+            baseline = accuracy = None
+            if requirement is not None:
+                baseline = self._evaluate(requirement, baseline_model)
             fresh = name not in self.client.served_adapters()
             if fresh:
                 self.client.load_adapter(name, str(adapter.path))
             try:
+                if requirement is not None:
+                    accuracy = self._evaluate(requirement, name)
+                    self._require(requirement, adapter, alias, accuracy, baseline_model, baseline)
                 self._probe(name)
                 self.registry.set_alias(alias, adapter)  # persisted first: if this fails, nothing has switched
+                old = self.routes.switch(alias, name)  # the switch itself: one assignment under the routes lock
             except BaseException:
                 if fresh:
-                    self.client.unload_adapter(name)
+                    self._unload_quietly(name)
                 raise
-            old = self.routes.switch(alias, name)  # the switch itself: one assignment under the routes lock
         if old and old != name:
             threading.Thread(target=self._retire, args=(old,), daemon=True, name=f"retire-{old}").start()
-        return adapter, old
+        if requirement is None:
+            return Promotion(alias, adapter, old)
+        return Promotion(alias, adapter, old, accuracy, baseline, baseline_model)
 
-    def rollback(self, alias: str) -> tuple[AdapterVersion, str | None]:
+    def rollback(self, alias: str) -> Promotion:
         """Promote, the same way, the version ``alias`` served before the current one."""
         _, previous = self.registry.rollback_target(alias)
         return self.promote(previous.ref, alias)
 
+    def _evaluate(self, requirement: EvalRequirement, model: str) -> float:
+        if self.evaluator is None:
+            raise ServerError(
+                "This server was started without an evaluator, so it cannot gate a promotion on an eval.",
+                "Start it with lorastack serve, or promote without --eval.",
+            )
+        logger.info("Evaluating %s on %s...", model, requirement.eval_file.name)
+        endpoint = Endpoint(f"{self.upstream}/v1", "unused", self.state.tool_call_parser is not None)
+        return self.evaluator(requirement, endpoint, model)
+
+    @staticmethod
+    def _require(requirement: EvalRequirement, adapter: AdapterVersion, alias: str, accuracy: float,
+                 baseline_model: str, baseline: float | None) -> None:  # fmt: skip
+        baseline = baseline or 0.0
+        if accuracy >= requirement.min_accuracy and accuracy > baseline:
+            return
+        raise AdapterRejected(
+            f"{adapter.ref} scored {accuracy:.1%} on {requirement.eval_file.name}, {baseline_model} {baseline:.1%}: "
+            f"it needs at least {requirement.min_accuracy:.0%} and to beat {baseline_model}, so {alias!r} stays "
+            f"where it is.",
+            "Train it further, or give another --eval / --min-accuracy.",
+        )
+
+    def _unload_quietly(self, name: str) -> None:
+        """Take a candidate out again after a failed promotion; the promotion's own error is what the caller sees."""
+        try:
+            self.client.unload_adapter(name)
+        except LorastackError as exc:
+            logger.warning("Could not unload %s after its failed promotion: %s", name, exc)
+
     def _probe(self, name: str) -> None:
         """One real completion on ``name``: a version that cannot answer is never switched to."""
-        body = {"model": name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+        body = {"model": name, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}  # fmt: skip
         try:
             response = httpx.post(f"{self.upstream}/v1/chat/completions", json=body, timeout=120)
         except httpx.TransportError as exc:
-            raise LorastackError(f"{name} did not answer its check ({exc.__class__.__name__}).") from None
+            raise ServerError(f"{name} did not answer its check ({exc.__class__.__name__}).") from None
         if not response.is_success:
-            raise LorastackError(f"{name} failed its check (HTTP {response.status_code}): {response.text[:200]}")
+            raise AdapterRejected(f"{name} failed its check (HTTP {response.status_code}): {response.text[:200]}")
 
     def _retire(self, upstream: str) -> None:
         if not self.routes.drain(upstream, self.drain_timeout):
@@ -249,19 +354,20 @@ class Gateway:
             if needed is Role.admin and host not in _LOOPBACK:
                 return _error(
                     401, "Admin routes need an admin key when called from another machine: create one with "
-                    "`lorastack keys create --role admin`.", "authentication_error",
+                    "`lorastack keys create --role admin`.", "authentication_error", Unauthorized.code,
                 )  # fmt: skip
             return None
         role = self.keys.role_of(self._key(request))
         if allows(role, needed):
             return None
         if role is None:
-            return _error(401, "Missing or invalid API key (Authorization: Bearer KEY).", "authentication_error")
-        return _error(401, "This route needs an admin key.", "authentication_error")
+            return _error(401, "Missing or invalid API key (Authorization: Bearer KEY).", "authentication_error",
+                          Unauthorized.code)  # fmt: skip
+        return _error(401, "This route needs an admin key.", "authentication_error", Unauthorized.code)
 
     def _down(self) -> JSONResponse:
         return _error(
-            503, "The model server is restarting; retry shortly.", "service_unavailable",
+            503, "The model server is restarting; retry shortly.", "service_unavailable", "service_unavailable",
             {"Retry-After": str(RETRY_AFTER_S)},
         )  # fmt: skip
 
@@ -316,14 +422,13 @@ class Gateway:
         @app.post("/admin/promote")
         async def promote(request: Request) -> Response:
             return await self._admin_action(
-                request, lambda body: (body["alias"], self.promote(body["ref"], body["alias"]))
-            )
+                request, PromoteBody,
+                lambda body: self.promote(body.ref, body.alias, body.eval.requirement() if body.eval else None),
+            )  # fmt: skip
 
         @app.post("/admin/rollback")
         async def rollback(request: Request) -> Response:
-            return await self._admin_action(
-                request, lambda body: (alias := body.get("alias", "default"), self.rollback(alias))
-            )
+            return await self._admin_action(request, RollbackBody, lambda body: self.rollback(body.alias))
 
         @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
         async def passthrough(path: str, request: Request) -> Response:
@@ -350,26 +455,24 @@ class Gateway:
         return app
 
     async def _admin_action(
-        self, request: Request, action: Callable[[dict], tuple[str, tuple[AdapterVersion, str | None]]]
+        self, request: Request, schema: type[_Strict], action: Callable[[Any], Promotion]
     ) -> Response:
-        """An alias change requested over HTTP: admin key, vLLM up, a JSON object; LorastackError -> 404/409."""
+        """An alias change requested over HTTP: admin key, vLLM up, a body of ``schema``; typed errors keep their
+        status and code."""
         if denied := self._denied(request, Role.admin):
             return denied
         if not self.available.is_set():
             return self._down()
         try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            return _error(400, "The request body must be a JSON object.", "invalid_request_error")
+            body = schema.model_validate_json(await request.body())
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+            return _error(400, f"Invalid request body: {problems}.", "invalid_request_error", "invalid_request")
         try:
-            alias, (adapter, old) = await run_in_threadpool(action, body)
+            promotion = await run_in_threadpool(action, body)
         except LorastackError as exc:
-            return _error(404 if isinstance(exc, NotFound) else 409, str(exc), "invalid_request_error")
-        except KeyError:
-            return _error(400, 'Give {"ref": "NAME@vN", "alias": "ALIAS"}.', "invalid_request_error")
-        return JSONResponse({"alias": alias, "ref": adapter.ref, "previous": old})
+            return _lorastack_error(exc)
+        return JSONResponse(promotion.body())
 
     async def _inference(self, http: httpx.AsyncClient, route: str, request: Request) -> Response:
         try:
@@ -379,7 +482,7 @@ class Gateway:
         options = body.get("stream_options") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not isinstance(options or {}, dict):
             return _error(400, "The request body must be a JSON object (stream_options an object).",
-                          "invalid_request_error")  # fmt: skip
+                          "invalid_request_error", "invalid_request")  # fmt: skip
         model = str(body.get("model") or self.base_name)
         streaming = bool(body.get("stream"))
         wants_usage = bool((options or {}).get("include_usage"))

@@ -8,7 +8,6 @@ loads every marked adapter again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from lorastack.errors import LorastackError, NotFound
@@ -74,7 +73,7 @@ def unload_adapter(registry: Registry, name: str, server: ServerState | None) ->
     return live
 
 
-def restore_loaded(registry: Registry, server: ServerState, say: Callable[[str], None]) -> list[LorastackError]:
+def restore_loaded(registry: Registry, server: ServerState) -> list[LorastackError]:
     """Load every adapter marked loaded into a freshly started server; report, not raise, failures.
 
     An adapter that fails the gate now (its files changed, the base or rank differs) stays marked,
@@ -87,7 +86,7 @@ def restore_loaded(registry: Registry, server: ServerState, say: Callable[[str],
             server.client.load_adapter(adapter.name, str(adapter.path))
         except LorastackError as exc:
             errors.append(exc)
-            say(f"Could not restore {adapter.ref}: {exc}")
+            logger.warning("Could not restore %s: %s", adapter.ref, exc)
         else:
-            say(f"Restored adapter {adapter.ref}")
+            logger.info("Restored adapter %s", adapter.ref)
     return errors

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from lorastack.errors import LorastackError, ServerError
+from lorastack.evaluation import Evaluator
 from lorastack.models import resolve_base_model
 from lorastack.serve.config import ServeConfig, fitting_rank
 from lorastack.serve.demo import install_demo_adapter
@@ -85,44 +86,42 @@ class RunningServer:
                 raise ServerError(f"The front door could not listen on {self.config.host}:{self.config.port}.")
             time.sleep(0.05)
 
-    def _supervise(self, say: Callable[[str], None]) -> None:
+    def _supervise(self) -> None:
         """Restart vLLM whenever it dies; requests get a 503 with Retry-After meanwhile."""
-        thread = threading.Thread(target=self._watch, args=(say,), name="lorastack-supervisor", daemon=True)
+        thread = threading.Thread(target=self._watch, name="lorastack-supervisor", daemon=True)
         thread.start()
         self._threads.append(thread)
 
-    def _watch(self, say: Callable[[str], None]) -> None:
+    def _watch(self) -> None:
         assert self.process is not None
         while not self._stopping.wait(0.5):
             if self.process.alive():
                 continue
             self.gateway.available.clear()
-            say(f"vLLM exited (code {self.process.process.returncode}); restarting it...")
+            logger.warning("vLLM exited (code %s); restarting it...", self.process.process.returncode)
             try:
                 self.process.stop()  # whatever workers are left
                 self.process.start()
                 self.process.wait_healthy(self.config.startup_timeout)
-                restore_loaded(self.registry, self.state.direct(), say)
-                self.gateway.restore_aliases(say)
+                restore_loaded(self.registry, self.state.direct())
+                self.gateway.restore_aliases()
             except Exception as exc:  # noqa: BLE001 - whatever it is, the server is down: say so, stop serving
                 self.failure = exc if isinstance(exc, LorastackError) else ServerError(f"vLLM restart failed: {exc!r}")
-                say(f"vLLM could not be restarted: {self.failure}")
+                logger.error("vLLM could not be restarted: %s", self.failure)
                 return
             self.restarts += 1
             self.state = replace(self.state, engine_pid=self.process.process.pid)
             write_state(state_path(self.home), self.state)
             self.gateway.available.set()
-            say("vLLM is back.")
+            logger.info("vLLM is back.")
 
 
 def start_server(
-    config: ServeConfig,
-    registry: Registry | None = None,
-    progress: Callable[[str], None] | None = None,
+    config: ServeConfig, registry: Registry | None = None, evaluator: Evaluator | None = None
 ) -> RunningServer:
     """Start vLLM for ``config`` (or attach to ``config.vllm_url``), the front door on ``config.port``, the
-    supervisor; then load every adapter marked loaded and every aliased version."""
-    say = progress or (lambda msg: logger.info("%s", msg))
+    supervisor; then load every adapter marked loaded and every aliased version. ``evaluator`` runs the evals of
+    gated promotions (see :mod:`lorastack.evaluation`). Progress is logged (``lorastack.report``)."""
     registry = registry or Registry()
     running = current_server(registry.home)
     if running is not None:
@@ -136,9 +135,9 @@ def start_server(
             f"Port {config.port} on {config.host} is already in use.",
             f"Stop what listens there, or pick another port: lorastack serve --port {config.port + 1}",
         )
-    base = resolve_base_model(config.base_model, say)
+    base = resolve_base_model(config.base_model)
     if config.demo_adapter and (demo := install_demo_adapter(registry, base)) is not None:
-        say(f"Registered the bundled demo adapter as {demo.ref} (the default alias).")
+        logger.info("Registered the bundled demo adapter as %s (the default alias).", demo.ref)
     max_rank = config.max_lora_rank or fitting_rank([a.card["rank"] for a in registry.list()])
     tool_parser = effective_tool_parser(config, base)
     process = None
@@ -149,14 +148,14 @@ def start_server(
         upstream = inner.url
         argv, env = vllm_command(inner, base, device, max_rank, tool_parser)
         process = VLLMProcess(argv, env, upstream, registry.home / "logs" / f"vllm-{config.port}.log")
-        say(f"Starting vLLM ({device}) on {base.name}, max LoRA rank {max_rank}...")
+        logger.info("Starting vLLM (%s) on %s, max LoRA rank %s...", device, base.name, max_rank)
         process.start()
     state = ServerState(
         url=config.url, pid=os.getpid(), base_name=base.name, base_path=base.path, base_source=base.source,
         device=device, max_lora_rank=max_rank, max_loras=config.max_loras, tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
-    gateway = Gateway(upstream, registry, base.name, state_for_gate=state.direct)
+    gateway = Gateway(state, registry, evaluator=evaluator)
     server = RunningServer(state, process, gateway, [], registry.home, config, registry)
     try:
         if process is not None:
@@ -164,10 +163,10 @@ def start_server(
         elif not ServerClient(upstream).healthy():
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
         server._serve_front()
-        server.restore_errors = restore_loaded(registry, state.direct(), say) + gateway.restore_aliases(say)
+        server.restore_errors = restore_loaded(registry, state.direct()) + gateway.restore_aliases()
         write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:
-            server._supervise(say)
+            server._supervise()
     except BaseException:
         server.stop()
         raise
@@ -181,14 +180,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(
-    config: ServeConfig | None = None, progress: Callable[[str], None] | None = None
-) -> Iterator[ServerState]:
+def running_server(config: ServeConfig | None = None, evaluator: Evaluator | None = None) -> Iterator[ServerState]:
     """The server that is already running, or a temporary one for the duration of the block."""
     registry = Registry()
     state = current_server(registry.home)
     if state is not None:
         yield state
         return
-    with start_server(config or ServeConfig(), registry, progress) as server:
+    with start_server(config or ServeConfig(), registry, evaluator) as server:
         yield server.state

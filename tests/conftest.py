@@ -92,9 +92,10 @@ class ServerHandle:
         self.server = None
 
     def start(self) -> None:
+        from lorastack.cli import _agent_evaluator  # the one the CLI root hands `lorastack serve`
         from lorastack.serve.server import start_server
 
-        self.server = start_server(self.config, self.registry)
+        self.server = start_server(self.config, self.registry, evaluator=_agent_evaluator)
 
     def restart(self) -> None:
         self.server.stop()

@@ -15,7 +15,8 @@ from lorastack.finetune.synth import generate
 from lorastack.errors import AdapterRejected
 from lorastack.serve.demo import DEMO_NAME, demo_adapter_dir
 from lorastack.serve.loading import load_adapter
-from lorastack.serve.promote import EvalGate, promote
+from lorastack.evaluation import EvalRequirement
+from lorastack.serve.promote import promote
 
 pytestmark = pytest.mark.vllm
 
@@ -66,7 +67,7 @@ def test_eval_gate_promotes_a_better_adapter_and_refuses_a_worse_one(
 ) -> None:
     registry, server = vllm_server.registry, vllm_server.state
     items = _slice(held_out, {"calculator": 2, "search": 2}, tmp_path / "gate.jsonl")
-    gate = EvalGate(items, min_accuracy=0.5, corpus=held_out / "corpus_eval")
+    gate = EvalRequirement(items, min_accuracy=0.5, corpus=held_out / "corpus_eval")
 
     promoted = promote(registry, demo.ref, "gated", server, gate)
 
@@ -75,7 +76,7 @@ def test_eval_gate_promotes_a_better_adapter_and_refuses_a_worse_one(
     # A random adapter cannot beat it: refused, and the alias, the registry's loaded set and the server stay.
     rival = registry.register("rival", make_adapter(seed=5), server.base, server.base.weight_shapes())
     loaded_before, served_before = registry.loaded(), set(server.client.served_adapters())
-    with pytest.raises(AdapterRejected, match="stays on"):
+    with pytest.raises(AdapterRejected, match="stays where it is"):
         promote(registry, rival.ref, "gated", server, gate)
     assert registry.alias("gated").ref == demo.ref
     assert registry.loaded() == loaded_before

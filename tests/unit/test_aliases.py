@@ -10,7 +10,8 @@ import pytest
 from lorastack.errors import AdapterRejected, AlreadyExists, NotFound, ServerError
 from lorastack.models import BaseModel
 from lorastack.serve.demo import DEMO_NAME, demo_adapter_dir, install_demo_adapter
-from lorastack.serve.promote import EvalGate, promote, rollback
+from lorastack.evaluation import EvalRequirement
+from lorastack.serve.promote import promote, rollback
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.serve.registry import Registry
 
@@ -29,7 +30,7 @@ def test_promote_without_a_server_records_the_alias_for_the_next_start(two_versi
     first = promote(registry, "tools@v1", "support", None)
     second = promote(registry, "tools", "support", None)
 
-    assert first.previous is None and second.previous.ref == v1.ref
+    assert first.previous is None and second.previous == v1.ref
     assert registry.alias("support").ref == v2.ref
     assert [(n, v) for n, v, _ in registry.alias_history("support")] == [("tools", 2), ("tools", 1)]
     with pytest.raises(AlreadyExists):
@@ -69,8 +70,8 @@ def test_bad_alias_names_and_gate_without_server(two_versions, tmp_path: Path) -
     registry, _, _ = two_versions
     with pytest.raises(AdapterRejected):
         promote(registry, "tools@v1", "Not An Alias!", None)
-    with pytest.raises(ServerError, match="running server"):
-        promote(registry, "tools@v1", "support", None, EvalGate(tmp_path / "eval.jsonl"))
+    with pytest.raises(ServerError, match="runs in the server"):
+        promote(registry, "tools@v1", "support", None, EvalRequirement(tmp_path / "eval.jsonl"))
     assert registry.aliases() == {}
 
 

@@ -1,24 +1,41 @@
-"""The front door's routing and access rules that need no model server (the rest runs against real vLLM in
-tests/integration/test_front_door.py)."""
+"""The front door's routing, access rules and promotion checks that need no model server (the rest runs against
+real vLLM in tests/integration/test_front_door.py).
+
+The front door here serves the real embedded base model's description (so every adapter check runs against its
+weights and a max rank of 16), with nothing listening upstream: whatever reaches vLLM gets a 503.
+"""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 from fastapi.testclient import TestClient
 
+from lorastack.errors import AdapterRejected, NotFound
+from lorastack.serve.client import _raise_for
 from lorastack.serve.gateway import Gateway, Routes
 from lorastack.serve.keys import KeyStore, Role
 from lorastack.serve.registry import Registry
+from lorastack.serve.state import ServerState
 
 
-def _gateway() -> Gateway:
-    return Gateway("http://127.0.0.1:9", Registry(), "base-model")  # nothing listens upstream
+@pytest.fixture
+def gateway(base_model) -> Gateway:
+    state = ServerState(
+        "http://127.0.0.1:9", 0, base_model.name, base_model.path, base_model.source, "cpu", 16, 4,
+        upstream_url="http://127.0.0.1:9",  # nothing listens there
+    )  # fmt: skip
+    return Gateway(state, Registry())
 
 
-def test_without_keys_admin_routes_refuse_other_machines() -> None:
-    remote = TestClient(_gateway().app, client=("203.0.113.7", 5000))
-    local = TestClient(_gateway().app, client=("127.0.0.1", 5000))
+def _local(gateway: Gateway) -> TestClient:
+    return TestClient(gateway.app, client=("127.0.0.1", 5000))
+
+
+def test_without_keys_admin_routes_refuse_other_machines(gateway: Gateway) -> None:
+    remote = TestClient(gateway.app, client=("203.0.113.7", 5000))
+    local = _local(gateway)
 
     refused = remote.get("/metrics")
     assert refused.status_code == 401 and "admin key" in refused.json()["error"]["message"]
@@ -26,8 +43,7 @@ def test_without_keys_admin_routes_refuse_other_machines() -> None:
     assert local.get("/metrics").status_code == 200
 
 
-def test_with_keys_every_route_wants_one_and_errors_are_openai_shaped() -> None:
-    gateway = _gateway()
+def test_with_keys_every_route_wants_one_and_errors_are_openai_shaped(gateway: Gateway) -> None:
     _, admin = KeyStore().create(Role.admin)
     _, inference = KeyStore().create(Role.inference)
     local = TestClient(gateway.app, client=("127.0.0.1", 5000))
@@ -38,9 +54,9 @@ def test_with_keys_every_route_wants_one_and_errors_are_openai_shaped() -> None:
     assert local.get("/metrics", headers={"Authorization": f"Bearer {admin}"}).status_code == 200
 
 
-def test_upstream_down_is_a_503_with_retry_after() -> None:
-    local = TestClient(_gateway().app, client=("127.0.0.1", 5000))
-    response = local.post("/v1/chat/completions", json={"model": "base-model", "messages": []})
+def test_upstream_down_is_a_503_with_retry_after(gateway: Gateway) -> None:
+    local = _local(gateway)
+    response = local.post("/v1/chat/completions", json={"model": gateway.base_name, "messages": []})
     assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     assert local.get("/health").status_code == 503
 
@@ -62,8 +78,7 @@ def test_routes_count_in_flight_per_version_and_drain_waits_for_them() -> None:
     assert routes.drain("support@v2", 0.1) is False  # the alias still points there
 
 
-def test_only_inference_routes_take_an_inference_key() -> None:
-    gateway = _gateway()
+def test_only_inference_routes_take_an_inference_key(gateway: Gateway) -> None:
     _, inference = KeyStore().create(Role.inference)
     local = TestClient(gateway.app, client=("127.0.0.1", 5000))
     bearer = {"Authorization": f"Bearer {inference}"}
@@ -74,11 +89,53 @@ def test_only_inference_routes_take_an_inference_key() -> None:
     assert local.post("/v1/chat/completions", json={"model": "m"}, headers=bearer).status_code == 503  # let in
 
 
-def test_malformed_requests_are_400_and_leave_nothing_in_flight() -> None:
-    gateway = _gateway()
+def test_malformed_requests_are_400_and_leave_nothing_in_flight(gateway: Gateway) -> None:
     local = TestClient(gateway.app, client=("127.0.0.1", 5000))
     for body in ('{"stream": true, "stream_options": "x"}', "[1, 2]", "not json"):
         response = local.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 400, body
     local.post("/v1/chat/completions", json={"model": "made-up-name"})  # upstream down: 503
     assert not gateway.routes.inflight
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"ref": ["x"], "alias": "default"}, {"ref": "a@v1", "alias": 5}, {"alias": "default"}, {"ref": "a", "x": 1},
+     {"ref": "a", "eval": {"eval_file": "e.jsonl", "min_accuracy": "0.5"}}, [1], "not json"],
+)  # fmt: skip
+def test_admin_bodies_of_the_wrong_shape_are_400(gateway: Gateway, body) -> None:
+    """Regression: a list or a number where the front door wanted a string was a 500 (TypeError)."""
+    content = body if isinstance(body, str) else __import__("json").dumps(body)
+    response = _local(gateway).post("/admin/promote", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+
+
+def test_promotion_checks_the_adapter_against_the_served_base_and_rank(gateway: Gateway, make_adapter) -> None:
+    """The front door refuses, before vLLM hears of it, an adapter above its rank; the refusal keeps its type
+    across the wire, and nothing switches."""
+    registry = gateway.registry
+    base = gateway.state.base
+    registry.register("wide", make_adapter(rank=32), base, base.weight_shapes())
+
+    response = _local(gateway).post("/admin/promote", json={"ref": "wide", "alias": "support"})
+
+    assert response.status_code == 409 and response.json()["error"]["code"] == "adapter_rejected"
+    with pytest.raises(AdapterRejected, match="max-lora-rank 16"):
+        _raise_for(response, "promote wide")
+    assert registry.aliases() == {} and gateway.routes.aliases == {}
+
+
+def test_unknown_adapter_is_a_typed_404(gateway: Gateway) -> None:
+    response = _local(gateway).post("/admin/promote", json={"ref": "nothing@v1"})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    with pytest.raises(NotFound):
+        _raise_for(response, "promote nothing")
+
+
+def test_gated_promotion_without_an_evaluator_is_refused_before_loading(gateway: Gateway, make_adapter) -> None:
+    base = gateway.state.base
+    gateway.registry.register("tools", make_adapter(), base, base.weight_shapes())
+    body = {"ref": "tools", "alias": "support", "eval": {"eval_file": "/nonexistent.jsonl", "min_accuracy": 0.5}}
+    response = _local(gateway).post("/admin/promote", json=body)
+    assert response.status_code == 502 and "without an evaluator" in response.json()["error"]["message"]
+    assert gateway.registry.aliases() == {}
