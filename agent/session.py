@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ class Endpoint:
     model: str
     tool_calling: bool | None
     """Whether the endpoint does OpenAI tool calling; None if unknown (a foreign endpoint)."""
+
+
+_TOOL_PARAMS = {"tools", "tool_choice"}
+"""Request fields an endpoint names (the error body's ``param``) when it refuses tool calling: vLLM sets it for a
+tools / tool_choice it cannot take (``VLLMValidationError(parameter=...)``), OpenAI for a model without tools."""
 
 
 @contextmanager
@@ -98,7 +104,8 @@ def ask(
     history: Sequence[BaseMessage] = (),
     on_step: Callable[[Step], None] | None = None,
 ) -> AgentResult:
-    """Run the agent once. In auto mode an endpoint that refuses tool calling is asked again in ReAct mode."""
+    """Run the agent once. In auto mode an endpoint known to lack tool calling is asked in ReAct mode, and one
+    that refuses the tools (:func:`refuses_tools`) is asked again in ReAct mode."""
     react = config.tool_mode == "react" or (config.tool_mode == "auto" and endpoint.tool_calling is False)
 
     def run(react: bool) -> AgentResult:
@@ -110,7 +117,7 @@ def ask(
     try:
         return run(react)
     except openai.BadRequestError as exc:
-        if react or config.tool_mode != "auto" or "tool" not in str(exc).lower():
+        if react or config.tool_mode != "auto" or not refuses_tools(exc):
             raise LorastackError(f"The endpoint refused the request: {exc}") from None
         return run(True)
     except openai.NotFoundError as exc:
@@ -120,3 +127,10 @@ def ask(
         ) from None
     except openai.APIConnectionError:
         raise ServerError(f"Could not reach {endpoint.base_url}.", "Is the server running?") from None
+
+
+def refuses_tools(exc: openai.BadRequestError) -> bool:
+    """Whether the endpoint refused the request for its tools (the error body's ``param`` names them), as opposed
+    to anything else in it; never decided by the message text."""
+    param = exc.param if isinstance(exc.param, str) else ""
+    return re.split(r"[.\[]", param, maxsplit=1)[0] in _TOOL_PARAMS  # "tool_choice.function.name", "tools[0]"

@@ -1,17 +1,26 @@
-"""Agent control flow, driven by a scripted chat model (a fake below the agent loop under test)."""
+"""Agent control flow, driven by a scripted chat model (a fake below the agent loop under test); and what
+``ask`` does when an endpoint refuses tool calling, against a fake endpoint below the real OpenAI client."""
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
+import httpx
+import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import ToolException, tool
+from langchain_openai import ChatOpenAI
 
+from lorastack.agent.config import AgentConfig
 from lorastack.agent.prompts import MALFORMED_TOOL_CALL
 from lorastack.agent.react import ReActChatModel
 from lorastack.agent.runner import run_agent
+from lorastack.agent.session import Endpoint, ask
+from lorastack.errors import LorastackError
 
 
 class ScriptedChatModel(BaseChatModel):
@@ -184,3 +193,88 @@ def test_react_parsing() -> None:
 
     broken = model.parse("Action: add\nAction Input: two and three")
     assert broken.tool_calls == [] and broken.invalid_tool_calls[0]["name"] == "add"
+
+
+# -- when the endpoint refuses tool calling ---------------------------------------------------------
+
+
+def _completion(text: str) -> dict:
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }  # fmt: skip
+
+
+@pytest.fixture
+def endpoint_refusing(monkeypatch: pytest.MonkeyPatch):
+    """An OpenAI-compatible endpoint (an httpx transport below the real ChatOpenAI and openai client) that answers
+    a request with tools with a 400 whose body is ``refusal``, and any other request with a ReAct final answer.
+    Returns the request bodies it received."""
+    import lorastack.agent.session
+
+    received: list[dict] = []
+    refusal: dict = {}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        received.append(body)
+        if "tools" in body:
+            return httpx.Response(400, json={"error": {"type": "BadRequestError", "code": 400, **refusal}})
+        return httpx.Response(200, json=_completion("Thought: I know it.\nFinal Answer: 42"))
+
+    client = httpx.Client(transport=httpx.MockTransport(handle))
+    monkeypatch.setattr(lorastack.agent.session, "ChatOpenAI", functools.partial(ChatOpenAI, http_client=client))
+
+    def refuse_with(**body: object) -> list[dict]:
+        refusal.update(body)
+        return received
+
+    return refuse_with
+
+
+def _ask(tool_calling: bool | None = None, tool_mode: str = "auto"):
+    endpoint = Endpoint("http://endpoint.test/v1", "unused", "m", tool_calling)
+    return ask("What is 20 + 22?", endpoint, AgentConfig(tool_mode=tool_mode, max_steps=2), TOOLS)
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("tools", "This model does not support function calling."),  # OpenAI, a model without tools
+        ("tool_choice", 'Invalid value for `tool_choice`: any! Only named tools, "none", "auto" or "required" ...'),
+        ("tool_choice.function.name", "Expected field `name` in `function` in `tool_choice`!"),  # vLLM, both
+    ],
+)
+def test_a_refusal_of_the_tools_is_asked_again_in_react_mode(endpoint_refusing, param: str, message: str) -> None:
+    received = endpoint_refusing(param=param, message=message)
+
+    result = _ask()
+
+    assert result.answer == "42"
+    assert ["tools" in body for body in received] == [True, False]
+    assert "Action Input" in received[1]["messages"][0]["content"]  # the ReAct instructions
+
+
+@pytest.mark.parametrize("param", [None, "messages", "max_tokens"])
+def test_any_other_refusal_is_an_error_even_if_its_text_says_tool(endpoint_refusing, param: str | None) -> None:
+    """Pins a fix: the retry was decided by the word "tool" in the error text, so a refusal of something else
+    that mentioned a tool (a tool message too long, a bad tool_call_id) was retried in ReAct mode."""
+    received = endpoint_refusing(param=param, message="Unexpected tool_call_id 'call_9' in the tool message.")
+
+    with pytest.raises(LorastackError, match="The endpoint refused the request"):
+        _ask()
+    assert len(received) == 1
+
+
+def test_a_refusal_is_not_retried_outside_auto_mode(endpoint_refusing) -> None:
+    received = endpoint_refusing(param="tools", message="This model does not support function calling.")
+    with pytest.raises(LorastackError, match="The endpoint refused the request"):
+        _ask(tool_mode="native")
+    assert len(received) == 1
+
+
+def test_an_endpoint_known_to_lack_tool_calling_is_asked_in_react_mode_at_once(endpoint_refusing) -> None:
+    received = endpoint_refusing(param="tools", message="This model does not support function calling.")
+    assert _ask(tool_calling=False).answer == "42"
+    assert ["tools" in body for body in received] == [False]
