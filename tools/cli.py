@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
+from lorastack.options import config_options
 from lorastack.tools.search.config import SearchConfig
 
 console = Console()
+_INDEX = {"index_dir": ("--index",)}
 
 
-class Backend(str, Enum):
-    web = "web"
-    local = "local"
-
-
-def _doc(field: str) -> str:
-    return SearchConfig.model_fields[field].description or ""
-
-
-def _default(field: str):  # noqa: ANN202
-    return SearchConfig.model_fields[field].default
-
-
+@config_options(SearchConfig, only=("index_dir",), flags=_INDEX)
 def index(
+    config: SearchConfig,
     folder: Path = typer.Argument(..., help="Folder of documents (.txt, .md, .rst, .html), read recursively."),
-    index_path: Optional[Path] = typer.Option(None, "--index", help=_doc("index_dir")),
     remove: bool = typer.Option(False, "--remove", help="Drop FOLDER's documents from the index instead."),
 ) -> None:
     """Index a folder of documents for local search. A re-run reads only new and changed files."""
     from lorastack.tools.search.local_index import LocalIndex
 
-    local = LocalIndex(SearchConfig(index_dir=index_path).index_path)
+    local = LocalIndex(config.index_path)
     if remove:
         report = local.remove_folder(folder)
         _say(f"Removed {report.folder} from the index at {report.index}: {report.removed} files left it, "
@@ -54,22 +42,17 @@ def index(
         _say('Search it with: lorastack search "QUERY" --backend local')
 
 
+@config_options(
+    SearchConfig, only=("backend", "index_dir", "max_results", "timeout"),
+    flags={**_INDEX, "max_results": ("-n", "--max-results")},
+)  # fmt: skip
 def search(
+    config: SearchConfig,
     query: str = typer.Argument(..., help="What to search for: a few keywords."),
-    backend: Backend = typer.Option(Backend(_default("backend")), help=_doc("backend")),
-    index_path: Optional[Path] = typer.Option(None, "--index", help=_doc("index_dir")),
-    max_results: int = typer.Option(
-        _default("max_results"), "-n", "--max-results", min=1, max=10, help=_doc("max_results")
-    ),
-    timeout: float = typer.Option(_default("timeout"), help=_doc("timeout")),
 ) -> None:
     """Search the web or your local index, as the agent's search tool does."""
     from lorastack.tools.search.tool import search as run_search
 
-    config = SearchConfig(
-        backend=backend.value, index_dir=index_path, max_results=max_results, timeout=timeout,
-        total_timeout=max(timeout, _default("total_timeout")),
-    )  # fmt: skip
     results = run_search(query, config)
     if not results:
         _say(f"No results for {query!r}.")

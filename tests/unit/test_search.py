@@ -467,3 +467,21 @@ def test_index_command_on_a_missing_folder_raises_the_typed_error(cli: typer.Typ
     result = CliRunner().invoke(cli, ["index", str(tmp_path / "nope")])
     assert result.exit_code != 0
     assert isinstance(result.exception, NotFound)  # lorastack's CLI root prints it as one line
+
+
+def test_search_options_come_from_the_config(cli: typer.Typer, corpus: Path, tmp_path: Path) -> None:
+    """`search` and `index` take their options from SearchConfig: its defaults and field docs, its validation."""
+    runner = CliRunner()
+    help_text = runner.invoke(cli, ["search", "--help"], env={"COLUMNS": "200"}).output
+    assert "How many results to return. [default: (4)]" in help_text and "--max-results  -n" in help_text
+    assert runner.invoke(cli, ["index", str(corpus), "--index", str(tmp_path / "idx")]).exit_code == 0
+
+    # A request timeout above the default total limit raises the total limit (it used to be done by hand here).
+    found = runner.invoke(cli, ["search", "owl", "--backend", "local", "--index", str(tmp_path / "idx"), "--timeout", "30"])
+    assert found.exit_code == 0, found.output
+    assert SearchConfig(timeout=30).total_timeout == 30 and SearchConfig(timeout=3).total_timeout == 20
+    with pytest.raises(ValueError, match=r"timeout \(30\) must be <= total_timeout \(10\)"):
+        SearchConfig(timeout=30, total_timeout=10)
+
+    too_many = runner.invoke(cli, ["search", "owl", "--backend", "local", "-n", "11"])
+    assert too_many.exit_code != 0 and "less than or equal to 10" in str(too_many.exception)

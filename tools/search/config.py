@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,7 +27,8 @@ class SearchConfig(BaseModel):
     backoff: float = Field(1, ge=0)
     """Seconds to wait before the first retry (doubled each time)."""
     total_timeout: float = Field(20, gt=0)
-    """Give up on the web after this many seconds in all, retries included."""
+    """Give up on the web after this many seconds in all, retries included (at least timeout when only that is
+    set)."""
     cache_ttl: float = Field(86400, ge=0)
     """Seconds a web result stays in the cache (LORASTACK_CACHE/search); 0 = no cache."""
     web_engines: str = "duckduckgo"
@@ -35,6 +36,20 @@ class SearchConfig(BaseModel):
     yandex), or auto for all of them (spreads the load, so one engine's rate limit matters less)."""
     region: str = "us-en"
     """Web search region, e.g. us-en, uk-en, de-de, wt-wt (no region)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _total_fits_a_longer_timeout(cls, data: Any) -> Any:
+        """A timeout above the default total limit, with no total limit given, raises the total to it: asking
+        for a 30 s request means waiting 30 s."""
+        if isinstance(data, dict) and data.get("timeout") is not None and data.get("total_timeout") is None:
+            default = cls.model_fields["total_timeout"].default
+            try:
+                if float(data["timeout"]) > default:
+                    data = {**data, "total_timeout": float(data["timeout"])}
+            except (TypeError, ValueError):
+                pass  # the field's own validation reports a timeout that is not a number
+        return data
 
     @model_validator(mode="after")
     def _one_attempt_fits(self) -> SearchConfig:
