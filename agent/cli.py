@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from lorastack.agent.config import AgentConfig
-from lorastack.agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
+from lorastack.options import config_options
 
 console = Console()
 err = Console(stderr=True)
@@ -44,29 +44,17 @@ def _report(question: str, model: str, result) -> dict:  # lorastack.agent.runne
     }
 
 
+@config_options(AgentConfig, exclude={"temperature"})
 def ask(
+    config: AgentConfig,
     question: str = typer.Argument(..., help="The question."),
-    adapter: Adapter = None,
     steps: bool = typer.Option(True, "--steps/--no-steps", help="Show tool calls and observations as they happen."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (answer, steps, timings) for scripts."),
-    base_url: BaseUrl = None,
-    api_key: ApiKey = None,
-    model: Model = None,
-    tool_mode: ToolMode = None,
-    max_steps: MaxSteps = None,
-    timeout: Timeout = None,
-    max_tokens: MaxTokens = None,
-    search: Search = None,
-    index: Index = None,
 ) -> None:
     """Ask the agent a question; it may use the calculator and search before it answers."""
     from lorastack.agent.session import ask as ask_agent
     from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
-    config = AgentConfig.from_options(
-        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
-        max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
-    )  # fmt: skip
     tools = build_tools(config)
     with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
         if not as_json:
@@ -79,24 +67,14 @@ def ask(
     console.print(result.answer, highlight=False, markup=False)
 
 
-def chat(
-    adapter: Adapter = None,
-    base_url: BaseUrl = None,
-    api_key: ApiKey = None,
-    model: Model = None,
-    tool_mode: ToolMode = None,
-    max_steps: MaxSteps = None,
-    search: Search = None,
-    index: Index = None,
-) -> None:
+@config_options(
+    AgentConfig, only=("base_url", "api_key", "model", "adapter", "tool_mode", "max_steps", "search", "index")
+)
+def chat(config: AgentConfig) -> None:
     """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
     from lorastack.agent.session import ask as ask_agent
     from lorastack.agent.session import build_tools, open_endpoint
 
-    config = AgentConfig.from_options(
-        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
-        max_steps=max_steps, search=search, index=index,
-    )  # fmt: skip
     tools = build_tools(config)
     with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
         console.print(f"Chatting with [bold]{endpoint.model}[/]. /reset forgets, /exit ends.")

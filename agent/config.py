@@ -37,7 +37,3 @@ class AgentConfig(BaseModel):
     index: Path | None = None
     """Local search index folder (default: the one `lorastack index` writes)."""
 
-    @classmethod
-    def from_options(cls, **options: object) -> AgentConfig:
-        """From command-line options, where None means not given (the field's default)."""
-        return cls(**{k: v for k, v in options.items() if v is not None})

@@ -16,12 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from lorastack.agent.config import AgentConfig
-from lorastack.agent.options import Adapter, ApiKey, BaseUrl, Index, MaxSteps, MaxTokens, Model, Search, Timeout, ToolMode
 from lorastack.errors import LorastackError
+from lorastack.options import config_options
 
 console = Console()
 err = Console(stderr=True)
-
 
 
 def _percent(value: float | None) -> str:
@@ -44,10 +43,10 @@ def _table(reports) -> Table:  # list[lorastack.agent.evaluate.EvalReport]
     return table
 
 
+@config_options(AgentConfig, exclude={"temperature"})
 def eval_command(
+    config: AgentConfig,
     eval_file: Path = typer.Argument(..., help="JSONL eval set: one {question, answer, tolerance?, kind?} a line."),
-    adapter: Adapter = None,
-    model: Model = None,
     compare: Optional[str] = typer.Option(None, help="A second model or adapter to run on the same items."),
     corpus: Optional[Path] = typer.Option(
         None, help="Folder of documents for the search tool: indexed into a temporary local index for this run."
@@ -55,28 +54,17 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every item) here."),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG bar chart of accuracy per kind here."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items."),
-    base_url: BaseUrl = None,
-    api_key: ApiKey = None,
-    tool_mode: ToolMode = None,
-    max_steps: MaxSteps = None,
-    timeout: Timeout = None,
-    max_tokens: MaxTokens = None,
-    search: Search = None,
-    index: Index = None,
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
     from lorastack.agent.eval_run import run_eval
     from lorastack.agent.evaluate import load_items, reports_json, write_chart
 
-    if adapter and model:
+    if config.adapter and config.model:
         raise LorastackError("--adapter and --model name the same thing.", "Give one of them.")
-    if corpus and (index or search == "web"):
+    given = config.model_fields_set  # the options given on the command line
+    if corpus and ("index" in given or ("search" in given and config.search == "web")):
         raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
     items = load_items(eval_file, limit)
-    config = AgentConfig.from_options(
-        adapter=adapter, base_url=base_url, api_key=api_key, model=model, tool_mode=tool_mode,
-        max_steps=max_steps, timeout=timeout, max_tokens=max_tokens, search=search, index=index,
-    )  # fmt: skip
     models = [None, compare] if compare else [None]
     reports = run_eval(items, config, models, corpus, say=_dim, on_result=_tick(len(items)))
     console.print(_table(reports))

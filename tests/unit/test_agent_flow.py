@@ -278,3 +278,24 @@ def test_an_endpoint_known_to_lack_tool_calling_is_asked_in_react_mode_at_once(e
     received = endpoint_refusing(param="tools", message="This model does not support function calling.")
     assert _ask(tool_calling=False).answer == "42"
     assert ["tools" in body for body in received] == [False]
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+def test_ask_and_chat_take_their_options_from_the_agent_config() -> None:
+    import typer
+    from typer.main import get_command
+
+    from lorastack.agent.cli import add_commands
+
+    app = typer.Typer()
+    add_commands(app)
+    commands = get_command(app).commands
+    options = {name: {p.name for p in command.params} for name, command in commands.items()}
+
+    shared = {"base_url", "api_key", "model", "adapter", "tool_mode", "max_steps", "search", "index"}
+    assert options["chat"] == shared
+    assert options["ask"] == shared | {"question", "steps", "as_json", "timeout", "max_tokens"}
+    max_steps = next(p for p in commands["ask"].params if p.name == "max_steps")
+    assert max_steps.help == AgentConfig.model_fields["max_steps"].description and "6" in str(max_steps.show_default)

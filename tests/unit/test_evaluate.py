@@ -227,6 +227,26 @@ def test_eval_command_help_and_bad_file(tmp_path: Path) -> None:
     assert isinstance(result.exception, LorastackError) and f"{path}:1:" in str(result.exception)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--adapter", "a", "--model", "b"], "--adapter and --model name the same thing"),
+        (["--corpus", ".", "--search", "web"], "--corpus builds its own local index"),
+        (["--corpus", ".", "--index", "."], "--corpus builds its own local index"),
+    ],
+)
+def test_eval_command_refuses_options_that_contradict(tmp_path: Path, options: list[str], message: str) -> None:
+    app = typer.Typer()
+    add_commands(app)
+    app.command(name="noop")(lambda: None)
+    path = tmp_path / "eval.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": 1}) + "\n")
+
+    result = CliRunner().invoke(app, ["eval", str(path), *options])
+
+    assert isinstance(result.exception, LorastackError) and message in str(result.exception)
+
+
 def test_a_run_stopped_at_a_limit_is_wrong_even_if_the_stop_message_has_the_number() -> None:
     """The stop message ("reached 3 model calls") holds a number; it must not pass for an answer of 3."""
     item = EvalItem("Loop?", 3, None, "calculator")
