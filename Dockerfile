@@ -22,7 +22,7 @@ COPY tools ./tools
 # Base dependencies only (no vLLM, no torch): the front door talks to the vllm service over HTTP. The import
 # check fails the build, not the first request, if a module the front door needs is missing.
 RUN pip install --no-cache-dir . \
-    && cd / && python -c "import lorastack.serve.server, lorastack.serve.gateway" \
+    && cd / && python -c "import lorastack.serve.server, lorastack.serve.front_door" \
     && lorastack --help > /dev/null
 
 # A fixed uid, so files in the lorastack-data volume keep one owner across rebuilds. /data exists in the

@@ -1,1 +1,1 @@
-"""The serving room: adapter registry, compatibility gate, and vLLM with runtime LoRA loading."""
+"""The serving room: adapter registry, compatibility check, the front door, and vLLM with runtime LoRA loading."""

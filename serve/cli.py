@@ -146,13 +146,13 @@ def promote_(
     ref: str = typer.Argument(..., help="NAME (latest version) or NAME@vN."),
     alias: str = typer.Option(DEFAULT_ALIAS, help="The alias to point at it ('default' is what ask/chat use)."),
     eval_file: Optional[Path] = typer.Option(
-        None, "--eval", help="Gate: promote only if the adapter passes this eval set (JSONL, as lorastack eval)."
+        None, "--eval", help="Promote only if the adapter passes this eval set (JSONL, as lorastack eval)."
     ),
     min_accuracy: float = typer.Option(
-        PROMOTION_MIN_ACCURACY, min=0, max=1, help="Gate: accuracy the adapter needs on --eval."
+        PROMOTION_MIN_ACCURACY, min=0, max=1, help="With --eval: the accuracy the adapter needs."
     ),
-    corpus: Optional[Path] = typer.Option(None, help="Gate: documents for the search tool during the eval."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Gate: only the first N eval items."),
+    corpus: Optional[Path] = typer.Option(None, help="With --eval: documents for the search tool during the eval."),
+    limit: Optional[int] = typer.Option(None, min=1, help="With --eval: only the first N eval items."),
 ) -> None:
     """Point an alias at an adapter version, optionally only if it passes an eval set and beats the current one."""
     registry = Registry()

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from lorastack.errors import LorastackError, NotFound
-from lorastack.serve.gate import check_compatible, check_rank, inspect_adapter
+from lorastack.serve.compatibility import check_compatible, check_rank, inspect_adapter
 from lorastack.serve.registry import AdapterVersion, Registry
 from lorastack.serve.state import ServerState
 
@@ -28,7 +28,7 @@ class LoadResult:
 
 
 def checked(registry: Registry, ref: str, server: ServerState | None) -> AdapterVersion:
-    """Look up ``ref`` and run the whole gate on it: intact files, fits the server's base and rank."""
+    """Look up ``ref`` and run the whole compatibility check on it: intact files, fits the server's base and rank."""
     adapter = registry.get(ref)
     registry.verify(adapter)
     info = inspect_adapter(adapter.path)
@@ -76,7 +76,7 @@ def unload_adapter(registry: Registry, name: str, server: ServerState | None) ->
 def restore_loaded(registry: Registry, server: ServerState) -> list[LorastackError]:
     """Load every adapter marked loaded into a freshly started server; report, not raise, failures.
 
-    An adapter that fails the gate now (its files changed, the base or rank differs) stays marked,
+    An adapter that fails the check now (its files changed, the base or rank differs) stays marked,
     so that it comes back once the cause is fixed; the server serves the rest.
     """
     errors: list[LorastackError] = []

@@ -1,7 +1,7 @@
 """Aliases from the command line: ``promote`` points one at an adapter version, ``rollback`` points it back.
 
 With a server running, the front door owns the whole promotion (load beside, eval, check, switch, drain, unload:
-``lorastack.serve.gateway``) and this is its client; without one, the registry records the alias after the same
+``lorastack.serve.front_door``) and this is its client; without one, the registry records the alias after the same
 checks, and the next start serves it. An eval needs the running server, which runs it.
 """
 

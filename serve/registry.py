@@ -27,7 +27,7 @@ from lorastack.db import transaction
 from lorastack.errors import AdapterRejected, NotFound
 from lorastack.models import BaseModel
 from lorastack.paths import home_dir
-from lorastack.serve.gate import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
+from lorastack.serve.compatibility import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
 
 CARD_FILE = "card.json"
 TRAINING_CARD = "training_card.json"

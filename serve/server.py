@@ -22,7 +22,7 @@ from lorastack.serve.config import ServeConfig, fitting_rank
 from lorastack.serve.demo import install_demo_adapter
 from lorastack.serve.client import ServerClient
 from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
-from lorastack.serve.gateway import Gateway
+from lorastack.serve.front_door import FrontDoor
 from lorastack.serve.loading import restore_loaded
 from lorastack.serve.registry import Registry
 from lorastack.serve.state import ServerState, current_server, state_path, write_state
@@ -36,7 +36,7 @@ class RunningServer:
 
     state: ServerState
     process: VLLMProcess | None
-    gateway: Gateway
+    front_door: FrontDoor
     restore_errors: list[LorastackError]
     home: Path
     config: ServeConfig
@@ -73,7 +73,7 @@ class RunningServer:
 
     def _serve_front(self) -> None:
         front = uvicorn.Server(
-            uvicorn.Config(self.gateway.app, host=self.config.host, port=self.config.port, log_level="warning",
+            uvicorn.Config(self.front_door.app, host=self.config.host, port=self.config.port, log_level="warning",
                            access_log=False, timeout_keep_alive=30)
         )  # fmt: skip
         self._front = front
@@ -97,14 +97,14 @@ class RunningServer:
         while not self._stopping.wait(0.5):
             if self.process.alive():
                 continue
-            self.gateway.available.clear()
+            self.front_door.available.clear()
             logger.warning("vLLM exited (code %s); restarting it...", self.process.process.returncode)
             try:
                 self.process.stop()  # whatever workers are left
                 self.process.start()
                 self.process.wait_healthy(self.config.startup_timeout)
                 restore_loaded(self.registry, self.state.direct())
-                self.gateway.restore_aliases()
+                self.front_door.restore_aliases()
             except Exception as exc:  # noqa: BLE001 - whatever it is, the server is down: say so, stop serving
                 self.failure = exc if isinstance(exc, LorastackError) else ServerError(f"vLLM restart failed: {exc!r}")
                 logger.error("vLLM could not be restarted: %s", self.failure)
@@ -112,7 +112,7 @@ class RunningServer:
             self.restarts += 1
             self.state = replace(self.state, engine_pid=self.process.process.pid)
             write_state(state_path(self.home), self.state)
-            self.gateway.available.set()
+            self.front_door.available.set()
             logger.info("vLLM is back.")
 
 
@@ -155,15 +155,15 @@ def start_server(
         device=device, max_lora_rank=max_rank, max_loras=config.max_loras, tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
-    gateway = Gateway(state, registry, evaluator=evaluator)
-    server = RunningServer(state, process, gateway, [], registry.home, config, registry)
+    front_door = FrontDoor(state, registry, evaluator=evaluator)
+    server = RunningServer(state, process, front_door, [], registry.home, config, registry)
     try:
         if process is not None:
             process.wait_healthy(config.startup_timeout)
         elif not ServerClient(upstream).healthy():
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
         server._serve_front()
-        server.restore_errors = restore_loaded(registry, state.direct()) + gateway.restore_aliases()
+        server.restore_errors = restore_loaded(registry, state.direct()) + front_door.restore_aliases()
         write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:
             server._supervise()

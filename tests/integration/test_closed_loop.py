@@ -62,14 +62,14 @@ def test_demo_adapter_uses_its_tools_and_beats_the_base(vllm_server, demo, held_
     assert adapter.tool_call_count >= len(items) and adapter.valid_tool_calls == 1.0
 
 
-def test_eval_gate_promotes_a_better_adapter_and_refuses_a_worse_one(
+def test_eval_requirement_promotes_a_better_adapter_and_refuses_a_worse_one(
     vllm_server, demo, held_out, make_adapter, tmp_path
 ) -> None:
     registry, server = vllm_server.registry, vllm_server.state
-    items = _slice(held_out, {"calculator": 2, "search": 2}, tmp_path / "gate.jsonl")
-    gate = EvalRequirement(items, min_accuracy=0.5, corpus=held_out / "corpus_eval")
+    items = _slice(held_out, {"calculator": 2, "search": 2}, tmp_path / "requirement.jsonl")
+    requirement = EvalRequirement(items, min_accuracy=0.5, corpus=held_out / "corpus_eval")
 
-    promoted = promote(registry, demo.ref, "gated", server, gate)
+    promoted = promote(registry, demo.ref, "gated", server, requirement)
 
     assert registry.alias("gated").ref == demo.ref
     assert promoted.accuracy >= 0.5 and promoted.accuracy > promoted.baseline
@@ -77,7 +77,7 @@ def test_eval_gate_promotes_a_better_adapter_and_refuses_a_worse_one(
     rival = registry.register("rival", make_adapter(seed=5), server.base, server.base.weight_shapes())
     loaded_before, served_before = registry.loaded(), set(server.client.served_adapters())
     with pytest.raises(AdapterRejected, match="stays where it is"):
-        promote(registry, rival.ref, "gated", server, gate)
+        promote(registry, rival.ref, "gated", server, requirement)
     assert registry.alias("gated").ref == demo.ref
     assert registry.loaded() == loaded_before
     assert set(server.client.served_adapters()) == served_before

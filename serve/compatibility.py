@@ -1,7 +1,7 @@
-"""The compatibility gate: can this adapter folder be served on this base model?
+"""The compatibility check: can this adapter folder be served on this base model?
 
 Every refusal is an :class:`AdapterRejected` whose message says what is wrong and whose hint says
-how to fix it. The gate only reads; it never changes the registry or the server.
+how to fix it. The check only reads; it never changes the registry or the server.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[A
 
 @dataclass(frozen=True)
 class AdapterInfo:
-    """What the gate read from an adapter folder."""
+    """What the check read from an adapter folder."""
 
     path: Path
     rank: int

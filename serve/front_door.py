@@ -190,7 +190,7 @@ class Routes:
         return True
 
 
-class Gateway:
+class FrontDoor:
     """The front door's state and its FastAPI ``app``."""
 
     def __init__(
@@ -290,7 +290,7 @@ class Gateway:
     def _evaluate(self, requirement: EvalRequirement, model: str) -> float:
         if self.evaluator is None:
             raise ServerError(
-                "This server was started without an evaluator, so it cannot gate a promotion on an eval.",
+                "This server was started without an evaluator, so it cannot make a promotion wait for an eval.",
                 "Start it with lorastack serve, or promote without --eval.",
             )
         logger.info("Evaluating %s on %s...", model, requirement.eval_file.name)

@@ -1,4 +1,4 @@
-"""The compatibility gate: each bad adapter is refused with its reason and fix, and nothing changes."""
+"""The compatibility check: each bad adapter is refused with its reason and fix, and nothing changes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from lorastack.errors import AdapterRejected, NotFound
-from lorastack.serve.gate import check_name, check_rank, inspect_adapter
+from lorastack.serve.compatibility import check_name, check_rank, inspect_adapter
 from lorastack.serve.loading import checked
 from lorastack.serve.registry import Registry
 from lorastack.serve.state import ServerState
@@ -151,7 +151,7 @@ def test_rank_above_server_limit(make_adapter) -> None:
 
 
 def _state(base_model, max_rank: int) -> ServerState:
-    # Nothing listens at this address: the gate must refuse before it talks to the server.
+    # Nothing listens at this address: the check must refuse before it talks to the server.
     return ServerState("http://127.0.0.1:9", 0, base_model.name, base_model.path, base_model.source, "cpu", max_rank, 4)
 
 
