@@ -56,7 +56,7 @@ def ask(
     from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     tools = build_tools(config)
-    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+    with open_endpoint(config) as endpoint:
         if not as_json:
             err.print(f"Asking {endpoint.model}", style="dim", highlight=False)
         on_step = _print_step if steps and not as_json else None
@@ -76,7 +76,7 @@ def chat(config: AgentConfig) -> None:
     from lorastack.agent.session import build_tools, open_endpoint
 
     tools = build_tools(config)
-    with open_endpoint(config, progress=lambda msg: err.print(msg, style="dim")) as endpoint:
+    with open_endpoint(config) as endpoint:
         console.print(f"Chatting with [bold]{endpoint.model}[/]. /reset forgets, /exit ends.")
         history: list = []
         while True:

@@ -66,7 +66,7 @@ def eval_command(
         raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
     items = load_items(eval_file, limit)
     models = [None, compare] if compare else [None]
-    reports = run_eval(items, config, models, corpus, say=_dim, on_result=_tick(len(items)))
+    reports = run_eval(items, config, models, corpus, on_result=_tick(len(items)))
     console.print(_table(reports))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -74,10 +74,6 @@ def eval_command(
         console.print(f"Report: {json_out}")
     if chart:
         console.print(f"Chart: {write_chart(reports, chart)}")
-
-
-def _dim(message: str) -> None:
-    err.print(message, style="dim", highlight=False)
 
 
 def _tick(total: int):

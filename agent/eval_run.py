@@ -1,30 +1,43 @@
-"""Running an eval set against one or more models of one endpoint: shared by ``lorastack eval`` and the
-eval gate of ``lorastack adapters promote``."""
+"""Running an eval set against models of one endpoint: :func:`run_eval` for ``lorastack eval``, and
+:func:`evaluate_model`, the :data:`~lorastack.evaluation.Evaluator` a gated promotion is given.
+
+Progress goes through logging (``lorastack.report``); the CLI renders it.
+"""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lorastack.agent.config import AgentConfig
-from lorastack.agent.evaluate import EvalItem, EvalReport, ItemResult, evaluate
+from lorastack.agent.evaluate import EvalItem, EvalReport, ItemResult, evaluate, load_items
 from lorastack.errors import LorastackError
+from lorastack.evaluation import Endpoint, EvalRequirement
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+    from lorastack.agent.session import Endpoint as AgentEndpoint
+
+logger = logging.getLogger(__name__)
 
 
-def with_corpus(config: AgentConfig, corpus: Path | None, stack: ExitStack, say: Callable[[str], None]) -> AgentConfig:
+def with_corpus(config: AgentConfig, corpus: Path | None, stack: ExitStack) -> AgentConfig:
     """``config`` searching a temporary local index of ``corpus`` (kept until ``stack`` closes)."""
     if corpus is None:
         return config
-    from lorastack.tools.search.local_index import LocalIndex
+    from lorastack.tools.search.local_index import LocalIndex  # bm25s loads only for a corpus
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lorastack-eval-index-")))
     built = LocalIndex(folder).update(corpus)
     if built.chunks == 0:
         raise LorastackError(f"{corpus} holds no documents to search (.txt, .md, .rst, .html).")
-    say(f"Indexed {built.chunks} chunks of {corpus} for this run.")
+    logger.info("Indexed %d chunks of %s for this run.", built.chunks, corpus)
     return config.model_copy(update={"search": "local", "index": folder})
 
 
@@ -33,27 +46,57 @@ def run_eval(
     config: AgentConfig,
     models: Sequence[str | None] = (None,),
     corpus: Path | None = None,
-    say: Callable[[str], None] = lambda msg: None,
+    *,
     on_result: Callable[[str, int, ItemResult], None] | None = None,
 ) -> list[EvalReport]:
-    """One report per entry of ``models`` (None: the model ``config`` selects), on the same items."""
-    from lorastack.agent.session import ask, build_tools, open_endpoint  # LangChain loads only when the agent runs
+    """One report per entry of ``models`` (None: the model ``config`` selects), on the same items.
+    ``on_result(model, done, result)`` is called after each item."""
+    from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     with ExitStack() as stack:
-        config = with_corpus(config, corpus, stack, say)
+        config = with_corpus(config, corpus, stack)
         tools = build_tools(config)
-        endpoint = stack.enter_context(open_endpoint(config, progress=say))
+        endpoint = stack.enter_context(open_endpoint(config))
         reports = []
         for model in models:
             target = endpoint if model is None else replace(endpoint, model=model)
-            done = 0
-
-            def progress(outcome: ItemResult, name: str = target.model) -> None:
-                nonlocal done
-                done += 1
-                if on_result:
-                    on_result(name, done, outcome)
-
-            run_one = lambda q, target=target: ask(q, target, config, tools)  # noqa: E731
-            reports.append(evaluate(items, run_one, model=target.model, on_result=progress))
+            reports.append(_evaluate_at(items, target, config, tools, on_result))
         return reports
+
+
+def evaluate_model(requirement: EvalRequirement, endpoint: Endpoint, model: str) -> float:
+    """The accuracy (0..1) of ``model`` at ``endpoint`` on the requirement's eval set, its corpus (if any) indexed
+    for the search tool. A :data:`lorastack.evaluation.Evaluator`: the promotion's eval, given to the serving room
+    as a callable. Raises :class:`LorastackError` for an eval set it cannot run."""
+    from lorastack.agent.session import Endpoint as AgentEndpoint
+    from lorastack.agent.session import build_tools  # LangChain loads only when the agent runs
+
+    items = load_items(requirement.eval_file, requirement.limit)
+    config = AgentConfig(base_url=endpoint.base_url, api_key=endpoint.api_key, model=model)
+    target = AgentEndpoint(endpoint.base_url.rstrip("/"), endpoint.api_key, model, endpoint.tool_calling)
+    with ExitStack() as stack:
+        config = with_corpus(config, requirement.corpus, stack)
+        logger.info("Evaluating %s on %d items of %s...", model, len(items), requirement.eval_file.name)
+        report = _evaluate_at(items, target, config, build_tools(config))
+    logger.info("%s: %.1f%% on %s.", model, 100 * report.accuracy, requirement.eval_file.name)
+    return report.accuracy
+
+
+def _evaluate_at(
+    items: Sequence[EvalItem],
+    target: AgentEndpoint,
+    config: AgentConfig,
+    tools: Sequence[BaseTool],
+    on_result: Callable[[str, int, ItemResult], None] | None = None,
+) -> EvalReport:
+    from lorastack.agent.session import ask  # LangChain loads only when the agent runs
+
+    done = 0
+
+    def progress(outcome: ItemResult) -> None:
+        nonlocal done
+        done += 1
+        if on_result:
+            on_result(target.model, done, outcome)
+
+    return evaluate(items, lambda q: ask(q, target, config, tools), model=target.model, on_result=progress)

@@ -36,8 +36,9 @@ tools / tool_choice it cannot take (``VLLMValidationError(parameter=...)``), Ope
 
 
 @contextmanager
-def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = None) -> Iterator[Endpoint]:
-    """The endpoint for ``config``: --base-url as given, else the lorastack server (started if needed)."""
+def open_endpoint(config: AgentConfig) -> Iterator[Endpoint]:
+    """The endpoint for ``config``: --base-url as given, else the lorastack server (started if needed; it reports
+    its progress through logging)."""
     if config.base_url:
         api_key = config.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
         model = config.adapter or config.model or _first_model(config.base_url, api_key)
@@ -45,7 +46,7 @@ def open_endpoint(config: AgentConfig, progress: Callable[[str], None] | None = 
         return
     from lorastack.serve.server import running_server
 
-    with running_server(progress=progress) as state:
+    with running_server() as state:
         model = config.adapter or config.model or default_model(state)
         yield Endpoint(f"{state.url}/v1", config.api_key or local_key(), model, state.tool_call_parser is not None)
 

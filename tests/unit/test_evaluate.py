@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -300,3 +301,71 @@ def test_eval_command_compares_two_models(tmp_path: Path, monkeypatch: pytest.Mo
     assert [(m["model"], m["items"]) for m in models] == [("tuned", 3), ("base", 3)]
     assert models[1]["accuracy"] == 0.0 and models[1]["valid_tool_calls"] is None
     assert (tmp_path / "chart.png").stat().st_size > 0
+
+
+# -- the promotion's evaluator ------------------------------------------------------------------------------
+
+
+def test_evaluate_model_is_an_evaluator_over_the_agent_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """evaluate_model (what a gated promotion is given) runs the real agent loop and tools at the endpoint it is
+    handed, on the requirement's items, with its corpus indexed for search; the chat model is scripted below."""
+    import lorastack.agent.session
+    from lorastack.agent.eval_run import evaluate_model
+    from lorastack.evaluation import Endpoint, EvalRequirement, Evaluator
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "temtys.md").write_text("# Temtys V31\nThe Temtys V31 is sold in navy blue.\n")
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text("".join(json.dumps({"question": i.question, "answer": i.answer, "kind": i.kind}) + "\n"
+                                 for i in [ITEMS[3], ITEMS[2], ITEMS[1]]))  # fmt: skip
+    scripts = iter([
+        [call("search", {"query": "Temtys V31 colour"}), "It is sold in navy blue."],  # ITEMS[3]
+        ["It is the Moon."],  # ITEMS[2]
+    ])  # fmt: skip
+    models: list[ScriptedChatModel] = []
+    asked: list[tuple] = []
+
+    def scripted_chat_model(endpoint, config, react):
+        asked.append((endpoint.base_url, endpoint.api_key, endpoint.model, endpoint.tool_calling, react))
+        models.append(ScriptedChatModel(script=next(scripts), calls=[]))
+        return models[-1]
+
+    monkeypatch.setattr(lorastack.agent.session, "chat_model", scripted_chat_model)
+    evaluator: Evaluator = evaluate_model
+    requirement = EvalRequirement(eval_file, corpus=corpus, limit=2)
+
+    agent_log = logging.getLogger("lorastack.agent")
+    # Caught here, whatever the CLI root (run by other tests) did to lorastack's logger.
+    monkeypatch.setattr(agent_log, "handlers", [caplog.handler])
+    monkeypatch.setattr(agent_log, "propagate", False)
+    caplog.set_level(logging.INFO, logger="lorastack.agent")
+
+    accuracy = evaluator(requirement, Endpoint("http://front.test/v1/", "sk-admin", tool_calling=True), "tuned@v2")
+
+    assert accuracy == 1.0
+    assert asked == [("http://front.test/v1", "sk-admin", "tuned@v2", True, False)] * 2  # limit=2: two items
+    assert models[0].calls[0][-1].content == ITEMS[3].question
+    observation = models[0].calls[1][-1]
+    assert "navy blue" in observation.content and "temtys.md" in observation.content  # the corpus was searched
+    # progress goes through logging (the CLI renders it), not print
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Indexed 1 chunks of {corpus} for this run.",
+        "Evaluating tuned@v2 on 2 items of eval.jsonl...",
+        "tuned@v2: 100.0% on eval.jsonl.",
+    ]
+
+
+def test_evaluate_model_raises_for_an_eval_set_it_cannot_run(tmp_path: Path) -> None:
+    from lorastack.agent.eval_run import evaluate_model
+    from lorastack.evaluation import Endpoint, EvalRequirement
+
+    with pytest.raises(LorastackError, match="does not exist"):
+        evaluate_model(EvalRequirement(tmp_path / "missing.jsonl"), Endpoint("http://x/v1", "k"), "m")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"question": "q", "answer": 1}) + "\n")
+    with pytest.raises(LorastackError, match="holds no documents"):
+        evaluate_model(EvalRequirement(tmp_path / "eval.jsonl", corpus=empty), Endpoint("http://x/v1", "k"), "m")
