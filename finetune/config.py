@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lorastack.finetune.data import DataConfig
 from lorastack.errors import LorastackError, NotFound
+from lorastack.lora import MAX_LORA_RANK
 
 _STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
@@ -20,8 +21,10 @@ _STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 class LoraSettings(BaseModel):
     model_config = _STRICT
 
-    r: int = Field(16, ge=1, le=512)
-    """LoRA rank: higher learns more and costs more memory (vLLM serves up to 512)."""
+    r: int = Field(
+        16, ge=1, le=MAX_LORA_RANK,
+        description=f"LoRA rank: higher learns more and costs more memory (vLLM serves up to {MAX_LORA_RANK}).",
+    )
     alpha: float = Field(32, gt=0)
     """LoRA scale numerator (the update is scaled by alpha/r, or alpha/sqrt(r) with rslora)."""
     dropout: float = Field(0.0, ge=0, lt=1)
