@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lorastack.finetune.backends import Plan
+from lorastack.finetune.choices import RunChoices
 from lorastack.finetune.config import TrainConfig
 from lorastack import __version__
 from lorastack.models import BaseModel
 from lorastack.serve.registry import TRAINING_CARD, file_sha256
-
 
 
 def _base_revision(base: BaseModel) -> str | None:
@@ -37,7 +36,7 @@ def write_card(
     *,
     config: TrainConfig,
     base: BaseModel,
-    plan: Plan,
+    choices: RunChoices,
     metrics: dict[str, Any],
     data_hash: str,
     template_hash: str,
@@ -52,13 +51,13 @@ def write_card(
         "data_sha256": data_hash,
         "data": str(data_stats),
         "chat_template_sha256": template_hash,
-        "backend": plan.backend,
-        "quantization": plan.quantization,
-        "compute_dtype": plan.compute_dtype,
-        "optimizer": plan.optimizer,
-        "attention": plan.attention,
-        "gradient_checkpointing": plan.gradient_checkpointing,
-        "offload_activations": plan.offload_activations,
+        "backend": choices.backend,
+        "quantization": choices.quantization,
+        "compute_dtype": choices.compute_dtype,
+        "optimizer": choices.optimizer,
+        "attention": choices.attention,
+        "gradient_checkpointing": choices.gradient_checkpointing,
+        "offload_activations": choices.offload_activations,
         "config": json.loads(config.model_dump_json()),
         "metrics": metrics,
         "loss_curve": loss_curve.name if loss_curve else None,  # next to adapter/, in the run folder
@@ -69,8 +68,8 @@ def write_card(
     lines = [
         f"# LoRA adapter for {base.name}",
         "",
-        f"Trained with lorastack {__version__} ({plan.backend} backend, base weights {plan.quantization}, "
-        f"compute {plan.compute_dtype}).",
+        f"Trained with lorastack {__version__} ({choices.backend} backend, base weights {choices.quantization}, "
+        f"compute {choices.compute_dtype}).",
         "",
         f"- LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, targets {config.lora.target_modules}",
         f"- Data: {data_stats} (sha256 {data_hash[:16]})",

@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lorastack.finetune.config import field_docs, load_train_config
+from lorastack.finetune.synth.generate import SynthConfig
+from lorastack.options import config_options
 
 console = Console()
 
@@ -37,9 +39,11 @@ def train(
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
     settings = load_train_config(*_split(config, overrides))
-    from lorastack.finetune.trainer import train as run  # torch and transformers: only once the config is sound
+    # torch and transformers: only once the config is sound
+    from lorastack.finetune.progress import RichProgress
+    from lorastack.finetune.trainer import train as run
 
-    result = run(settings, console, resume=resume)
+    result = run(settings, resume=resume, callbacks=[RichProgress(console)])
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
     if register:
         from lorastack.serve.loading import load_adapter
@@ -63,7 +67,7 @@ def plan(
     gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
 ) -> None:
     """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
-    from lorastack.finetune.plan_config import plan_for
+    from lorastack.finetune.memory_plan import plan_for
 
     settings = load_train_config(*_split(config, overrides))
     estimate, largest = plan_for(settings, gpu_memory)
@@ -86,7 +90,7 @@ def export(
 
     if not merge:
         raise typer.BadParameter("only --merge is supported")
-    path = export_merged(adapter, out, base_model, progress=console.print)
+    path = export_merged(adapter, out, base_model)
     console.print(f"Merged model written to [bold]{path}[/].")
 
 
@@ -94,16 +98,15 @@ data = typer.Typer(help="Make training data.", no_args_is_help=True)
 
 
 @data.command()
+@config_options(SynthConfig, flags={"n_train": ("--train",), "n_eval": ("--eval",)})
 def synth(
+    config: SynthConfig,
     out_dir: Path = typer.Argument(..., help="Folder for train.jsonl, eval.jsonl, corpus_train/ and corpus_eval/."),
-    train_rows: int = typer.Option(2000, "--train", help="Training conversations."),
-    eval_items: int = typer.Option(200, "--eval", help="Held-out eval questions (other templates, numbers, facts)."),
-    seed: int = typer.Option(0, help="Random seed: the same seed writes the same files."),
 ) -> None:
     """Generate tool-use training data (calculator, search over an invented corpus, no tool) and a held-out eval set."""
-    from lorastack.finetune.synth import main as synthesize
+    from lorastack.finetune.synth import generate
 
-    report = synthesize(out_dir, train=train_rows, eval=eval_items, seed=seed)
+    report = generate(out_dir, config)
     console.print(str(report), highlight=False)
 
 

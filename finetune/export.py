@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from lorastack.errors import AlreadyExists
 from lorastack.models import BaseModel, resolve_base_model, resolve_recorded_base
-from lorastack.serve.gate import CONFIG_FILE, inspect_adapter
+from lorastack.serve.compatibility import CONFIG_FILE, inspect_adapter
+
+logger = logging.getLogger(__name__)
 
 
 def _adapter_folder(ref: str) -> Path:
@@ -21,17 +23,15 @@ def _adapter_folder(ref: str) -> Path:
     return Registry().get(ref).path
 
 
-def _base_for(adapter_dir: Path, base_model: str | None, progress: Callable[[str], None] | None) -> BaseModel:
+def _base_for(adapter_dir: Path, base_model: str | None) -> BaseModel:
     """``--base-model`` if given, else what the adapter was trained on (a folder, a hub id, or the embedded one)."""
     if base_model is not None:
-        return resolve_base_model(base_model, progress)
+        return resolve_base_model(base_model)
     recorded = json.loads((adapter_dir / CONFIG_FILE).read_text()).get("base_model_name_or_path") or ""
-    return resolve_recorded_base(recorded, progress)
+    return resolve_recorded_base(recorded)
 
 
-def export_merged(
-    ref: str, out: Path, base_model: str | None = None, progress: Callable[[str], None] | None = None
-) -> Path:
+def export_merged(ref: str, out: Path, base_model: str | None = None) -> Path:
     """Merge adapter ``ref`` (a folder or a registered name) into its base model; write the result to ``out``."""
     import torch
     from peft import PeftModel
@@ -41,9 +41,8 @@ def export_merged(
         raise AlreadyExists(f"{out} is not empty.", "Choose a new --out folder.")
     adapter_dir = _adapter_folder(ref)
     inspect_adapter(adapter_dir)  # the same gate as serving: LoRA, safetensors, readable
-    base = _base_for(adapter_dir, base_model, progress)
-    say = progress or (lambda _msg: None)
-    say(f"Merging {adapter_dir} into {base.name}...")
+    base = _base_for(adapter_dir, base_model)
+    logger.info("Merging %s into %s...", adapter_dir, base.name)
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(base.path)

@@ -1,5 +1,5 @@
-"""The ``transformers.Trainer`` a run uses: it counts the tokens trained on and, where it can, computes the
-loss in chunks (:mod:`lorastack.finetune.loss`), in training and in evaluation."""
+"""The ``transformers.Trainer`` a run uses: it counts the tokens trained on (and logs their rate) and, where it
+can, computes the loss in chunks (:mod:`lorastack.finetune.loss`), in training and in evaluation."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from typing import Any
 
 from lorastack.finetune.data.collate import NUM_TOKENS
 from lorastack.finetune.loss import chunked_cross_entropy, split_head
-from lorastack.finetune.progress import TokenCounter
+from lorastack.finetune.measure import TokenCounter
 
 
 def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
-    """A ``Trainer`` subclass that reports each training batch to ``counter``, takes the collators'
+    """A ``Trainer`` subclass that reports each training batch to ``counter`` (and its tokens/s with every loss it
+    logs, as ``tokens_per_second``), takes the collators'
     :data:`NUM_TOKENS` out of every batch before the model sees it, and, with ``chunked_loss``, computes the
     loss with :func:`lorastack.finetune.loss.chunked_cross_entropy` wherever :meth:`uses_chunked_loss` says it can."""
     from transformers import Trainer
@@ -29,6 +30,11 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
                 and self.compute_loss_func is None
                 and split_head(self.model) is not None
             )
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            if "loss" in logs or "eval_loss" in logs:
+                logs["tokens_per_second"] = round(counter.tokens_per_second(), 1)
+            super().log(logs, *args, **kwargs)
 
         def training_step(self, model, inputs, *args, **kwargs):
             counter.add(inputs)

@@ -15,16 +15,16 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-
-from lorastack.finetune.backends import Plan, load_model, resolve
+from lorastack.finetune.backends import load_model
 from lorastack.finetune.card import write_card
+from lorastack.finetune.choices import RunChoices, resolve
 from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
 from lorastack.finetune.hf_trainer import trainer_class
-from lorastack.finetune.progress import RichProgress, TokenCounter, plot_loss_curve
+from lorastack.finetune.measure import TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import BaseModel, resolve_base_model
 
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 class TrainResult:
     adapter_dir: Path
     base: BaseModel
-    plan: Plan
+    choices: RunChoices
     metrics: dict[str, Any]
     log_history: list[dict]
     model: Any = None
@@ -68,7 +68,7 @@ def _sampling(group_by_length: bool) -> dict[str, Any]:
     return {"group_by_length": group_by_length}
 
 
-def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
+def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool) -> Any:
     from transformers import TrainingArguments
 
     t = config.training
@@ -85,10 +85,10 @@ def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
         warmup_steps=t.warmup_ratio,  # a float below 1 is a ratio of the total steps
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        optim=plan.optimizer,
-        bf16=plan.compute_dtype == "bfloat16" and plan.on_gpu,
-        fp16=plan.compute_dtype == "float16" and plan.on_gpu,
-        use_cpu=not plan.on_gpu,
+        optim=choices.optimizer,
+        bf16=choices.compute_dtype == "bfloat16" and choices.on_gpu,
+        fp16=choices.compute_dtype == "float16" and choices.on_gpu,
+        use_cpu=not choices.on_gpu,
         # The backends set up checkpointing themselves (Unsloth its own offloaded variant).
         gradient_checkpointing=False,
         logging_steps=t.logging_steps,
@@ -109,8 +109,12 @@ def _training_arguments(config: TrainConfig, plan: Plan, has_eval: bool) -> Any:
     )
 
 
-def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainResult:
-    """Run ``config``. With ``resume``, continue from the run folder's last checkpoint."""
+def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Run ``config``. With ``resume``, continue from the run folder's last checkpoint.
+
+    Progress goes to this module's logger (INFO: the choices, data, batching); ``callbacks`` are further
+    ``transformers.TrainerCallback`` instances, such as the CLI's progress bar.
+    """
     out = config.output_dir
     checkpoints = out / "checkpoints"
     last = _existing_checkpoint(checkpoints)
@@ -121,46 +125,37 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
             f"{out} already holds checkpoints of an earlier run ({Path(last).name}).",
             "Continue it with --resume, or set output_dir to a new folder.",
         )
-    plan = resolve(config)
-    console.print(
-        f"Backend [bold]{plan.backend}[/] ({plan.reason}); base weights {plan.quantization}, "
-        f"compute {plan.compute_dtype}, attention {'Unsloth' if plan.attention == 'unsloth' else plan.attention}, "
-        f"optimizer {plan.optimizer}, "
-        f"gradient checkpointing {'on' if plan.gradient_checkpointing else 'off'}"
-        f"{' (layer inputs in host RAM)' if plan.offload_activations else ''}.",
-        highlight=False,
-    )
+    choices = resolve(config)
+    logger.info("%s", choices.describe())
     stats = validate(config.data)  # every row checked before anything is loaded or written
-    base = resolve_base_model(config.base_model, console.print)
+    base = resolve_base_model(config.base_model)
     template = chat_template_for(config, base)
-    model, tokenizer = load_model(config, plan, base.path, config.data.max_length)
+    model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
-    console.print(f"Data: {data_report}", highlight=False)
+    logger.info("Data: %s", data_report)
     # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
-    attention = None if plan.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
+    attention = None if choices.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter()
     grouped = ", examples of similar length batched together" if config.data.group_by_length else ""
-    console.print(f"Batching: {collate_reason}{grouped}", highlight=False)
+    logger.info("Batching: %s%s", collate_reason, grouped)
 
-    if plan.on_gpu:
+    if choices.on_gpu:
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    progress = RichProgress(console, counter)
-    chunked = config.training.chunked_loss and plan.backend != "unsloth"  # Unsloth fuses its own loss
-    trainer = trainer_class(counter, chunked)(
+    trainer = trainer_class(counter, choices.chunked_loss)(
         model=model,
-        args=_training_arguments(config, plan, eval_set is not None),
+        args=_training_arguments(config, choices, eval_set is not None),
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator,
-        callbacks=[progress],
+        callbacks=[counter, *callbacks],
     )
     if trainer.uses_chunked_loss():
-        console.print("Loss: from the last hidden state in chunks (no full logits held)", highlight=False)
+        logger.info("Loss: from the last hidden state in chunks (no full logits held)")
     if resume:
-        console.print(f"Resuming from {Path(last).name}.")
+        logger.info("Resuming from %s.", Path(last).name)
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last if resume else None)
     seconds = time.perf_counter() - started
@@ -170,11 +165,11 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         "train_seconds": round(seconds, 1),
         "tokens_per_second": round(counter.tokens / seconds, 1) if seconds else None,
         "non_padding_tokens": counter.tokens,
-        "steady_tokens_per_second": _rounded(progress.steady_tokens_per_second()),
+        "steady_tokens_per_second": _rounded(counter.steady_tokens_per_second()),
     }
     if eval_set is not None:
         metrics["eval_loss"] = round(_final_eval_loss(trainer), 4)
-    metrics.update(_peak_memory(plan))
+    metrics.update(_peak_memory(choices))
 
     adapter_dir = out / "adapter"
     model.save_pretrained(adapter_dir)
@@ -185,22 +180,22 @@ def train(config: TrainConfig, console: Console, resume: bool = False) -> TrainR
         adapter_dir,
         config=config,
         base=base,
-        plan=plan,
+        choices=choices,
         metrics=metrics,
         data_hash=data_fingerprint(config.data),
         template_hash=template_fingerprint(template or getattr(tokenizer, "chat_template", "") or ""),
         data_stats=stats,
         loss_curve=curve,
     )
-    return TrainResult(adapter_dir, base, plan, metrics, trainer.state.log_history, model)
+    return TrainResult(adapter_dir, base, choices, metrics, trainer.state.log_history, model)
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _peak_memory(plan: Plan) -> dict[str, float]:
-    if plan.on_gpu:
+def _peak_memory(choices: RunChoices) -> dict[str, float]:
+    if choices.on_gpu:
         import torch
 
         return {"peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}

@@ -46,7 +46,7 @@ for size in $sizes; do
     pre="pass;"; [ "$mode" = unsloth ] && pre="import unsloth;"
     timeout 400 python -c "${pre} from lorastack.cli import main; main()" train benchmarks/gpu/train_bench.yaml \
         base_model=/tmp/rand-$size ${backend[$mode]} $optimizer > /tmp/train-$mode-$size.log 2>&1
-    plan=$(python -c "from lorastack.finetune.plan_config import plan_for; from lorastack.finetune.config import load_train_config as l
+    plan=$(python -c "from lorastack.finetune.memory_plan import plan_for; from lorastack.finetune.config import load_train_config as l
 overrides = ['base_model=/tmp/rand-$size', *'${backend[$mode]} $optimizer'.split()]
 c = l(__import__('pathlib').Path('benchmarks/gpu/train_bench.yaml'), overrides)
 p, _ = plan_for(c, 80); print(round(p.allocated_bytes / 2**30, 2))" 2>/dev/null)

@@ -7,6 +7,6 @@ Modules: generate (SynthConfig, generate, files), arithmetic (calculator word pr
 world behind the search corpora), chat (questions answered without a tool).
 """
 
-from lorastack.finetune.synth.generate import SynthConfig, SynthReport, generate, main, tool_schemas
+from lorastack.finetune.synth.generate import SynthConfig, SynthReport, generate, tool_schemas
 
-__all__ = ["SynthConfig", "SynthReport", "generate", "main", "tool_schemas"]
+__all__ = ["SynthConfig", "SynthReport", "generate", "tool_schemas"]

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from lorastack.tools.calculator import format_number
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -361,6 +359,10 @@ EVAL_TEMPLATES: list[Template] = [tip, area, savings, fuel, percent_change, shar
 
 def check(problem: Problem, observation: str) -> None:
     """The calculator's output must be the template's own value, written as the calculator writes it."""
+    # The calculator tool's module brings langchain_core (~0.5 s): deferred so that `lorastack`'s CLI, which reads
+    # SynthConfig for `data synth`'s options, does not load it for every command.
+    from lorastack.tools.calculator import format_number
+
     if observation != format_number(problem.value):
         raise AssertionError(
             f"calculator gave {observation!r} for {problem.expression!r}, expected {format_number(problem.value)}"

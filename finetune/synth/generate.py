@@ -36,9 +36,9 @@ class SynthConfig(BaseModel):
     n_train: int = Field(2000, ge=1)
     """Training conversations to write."""
     n_eval: int = Field(200, ge=0)
-    """Held-out eval questions to write."""
+    """Held-out eval questions to write (other templates, numbers and facts than the training rows)."""
     seed: int = 0
-    """Same seed, same files."""
+    """Random seed: the same seed writes the same files."""
     calculator_share: float = Field(0.45, ge=0)
     """Share of conversations (train and eval) solved with the calculator."""
     search_share: float = Field(0.35, ge=0)
@@ -141,11 +141,6 @@ def generate(out_dir: Path, config: SynthConfig | None = None, **fields: Any) ->
     report = SynthReport(out_dir, train_counts, eval_counts, len(train_world), len(eval_world))
     logger.debug("Synthesised %s", report)
     return report
-
-
-def main(out_dir: Path, train: int = 2000, eval: int = 200, seed: int = 0) -> SynthReport:
-    """The CLI's entry point: ``lorastack data synth OUT_DIR --train N --eval N --seed S``."""
-    return generate(out_dir, SynthConfig(n_train=train, n_eval=eval, seed=seed))
 
 
 # --- pieces -------------------------------------------------------------------------------------------------

@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 from safetensors.torch import load_file
 
 from lorastack.finetune.config import load_train_config
 from lorastack.finetune.export import export_merged
 from lorastack.finetune.trainer import train
 from lorastack.errors import LorastackError
-from lorastack.serve.gate import check_compatible, inspect_adapter
+from lorastack.serve.compatibility import check_compatible, inspect_adapter
 from lorastack.serve.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +36,7 @@ def tiny_config(out: Path, *extra: str):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, base_model):
     out = tmp_path_factory.mktemp("run")
-    return train(tiny_config(out, "training.max_steps=8"), Console(quiet=True))
+    return train(tiny_config(out, "training.max_steps=8"))
 
 
 def test_base_frozen_adapter_moved_loss_down(trained, base_model) -> None:
@@ -69,7 +68,7 @@ def test_token_count_is_the_trained_tokens_only(tmp_path: Path, base_model) -> N
 
     extra = ("data.eval_fraction=0.25", "training.epochs=1", "training.eval_steps=1")
     config = tiny_config(tmp_path / "run", *extra)
-    result = train(config, Console(quiet=True))
+    result = train(config)
 
     tokenizer = AutoTokenizer.from_pretrained(base_model.path)
     template = chat_template_for(config, base_model)
@@ -90,10 +89,10 @@ def test_output_is_a_registrable_adapter_with_card(trained, base_model, base_sha
     assert training["base_model"] == base_model.name and training["metrics"]["steps"] == 8
     assert len(training["data_sha256"]) == 64 and len(training["chat_template_sha256"]) == 64
     # What auto resolved to on this machine, for reproducing the run's memory and speed.
-    plan = trained.plan
+    choices = trained.choices
     assert (training["backend"], training["attention"], training["offload_activations"]) == (
-        plan.backend, plan.attention, plan.offload_activations)
-    if plan.backend == "cpu":
+        choices.backend, choices.attention, choices.offload_activations)
+    if choices.backend == "cpu":
         assert (training["attention"], training["gradient_checkpointing"]) == ("sdpa", False)
 
 
@@ -117,7 +116,7 @@ def test_malformed_row_names_file_and_line_and_writes_nothing(tmp_path: Path) ->
     bad.write_text(DATA.read_text().splitlines()[0] + "\n" + '{"messages": [{"role": "bot", "content": "hi"}]}\n')
     out = tmp_path / "run"
     with pytest.raises(LorastackError, match=r"bad\.jsonl:2"):
-        train(tiny_config(out, f"data.path={bad}", "training.max_steps=1"), Console(quiet=True))
+        train(tiny_config(out, f"data.path={bad}", "training.max_steps=1"))
     assert not out.exists()
 
 
@@ -126,7 +125,7 @@ def test_existing_run_is_not_overwritten(trained) -> None:
     (trained.adapter_dir.parent / "checkpoints" / "checkpoint-4").mkdir(parents=True, exist_ok=True)
     (trained.adapter_dir.parent / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
     with pytest.raises(LorastackError, match="already holds checkpoints"):
-        train(config, Console(quiet=True))
+        train(config)
 
 
 def test_kill_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
@@ -148,7 +147,7 @@ def test_kill_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
                            env=dict(os.environ, COLUMNS="200"))  # fmt: skip
 
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "Resuming from checkpoint-" in again.stdout
+    assert "Resuming from checkpoint-" in again.stderr  # progress lines go to stderr (lorastack.report)
     import json
 
     card = json.loads((out / "adapter" / "training_card.json").read_text())
@@ -202,9 +201,9 @@ def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str, ex
         tmp_path / "run", f"base_model={model}", f"backend={backend}", f"quantization={quantization}",
         f"data.chat_template={ROOT / 'lorastack' / 'templates' / 'chatml_tools.jinja'}", "training.max_steps=3", *extra,
     )  # fmt: skip
-    result = train(config, Console(quiet=True))
-    assert result.plan.backend == backend and result.plan.quantization == quantization
+    result = train(config)
+    assert result.choices.backend == backend and result.choices.quantization == quantization
     assert result.metrics["peak_gpu_memory_gib"] > 0 and result.metrics["steps"] == 3
     # Unsloth always offloads; peft does by default for quantized runs.
-    assert result.plan.offload_activations == (quantization == "nf4" and not extra)
+    assert result.choices.offload_activations == (quantization == "nf4" and not extra)
     inspect_adapter(result.adapter_dir)

@@ -526,17 +526,17 @@ def test_group_by_length_gives_batches_with_little_padding(tmp_path, one_chat, g
 
     from transformers import Trainer
 
-    from lorastack.finetune.backends import Plan
+    from lorastack.finetune.choices import RunChoices
     from lorastack.finetune.config import load_train_config
     from lorastack.finetune.trainer import _training_arguments
 
     data = one_chat
     config = load_train_config(None, [f"data.path={data}", f"data.group_by_length={grouped}", "training.batch_size=4",
                                       f"output_dir={tmp_path / 'run'}"])
-    plan = Plan("cpu", "none", "float32", "adamw_torch", False, "test")
+    choices = RunChoices("cpu", "none", "float32", "adamw_torch", False, "test")
     rng = random.Random(0)
     rows = [{"input_ids": [0] * rng.randint(600, 1000)} for _ in range(400)]
-    trainer = Trainer(model=torch.nn.Linear(1, 1), args=_training_arguments(config, plan, has_eval=False),
+    trainer = Trainer(model=torch.nn.Linear(1, 1), args=_training_arguments(config, choices, has_eval=False),
                       train_dataset=rows, data_collator=lambda batch: [len(f["input_ids"]) for f in batch])
     batches = list(trainer.get_train_dataloader())
     assert sorted(n for b in batches for n in b) == sorted(len(r["input_ids"]) for r in rows)  # each row once

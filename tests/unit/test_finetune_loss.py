@@ -85,7 +85,7 @@ def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, monkeypatch, 
     from transformers import TrainingArguments
 
     from lorastack.finetune.hf_trainer import trainer_class
-    from lorastack.finetune.progress import TokenCounter
+    from lorastack.finetune.measure import TokenCounter
 
     model, tokenizer = lora_model
     train, _, _ = load_examples(DataConfig(path=FIXTURE, eval_fraction=0), tokenizer, TOOLS_TEMPLATE.read_text())

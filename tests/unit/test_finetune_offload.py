@@ -58,45 +58,43 @@ def test_layers_use_the_offloaded_function():
                for layer in layers)
 
 
-def test_offload_is_resolved_per_backend(one_chat, monkeypatch):
-    import lorastack.finetune.backends
-    from lorastack.finetune.backends import resolve
-    from lorastack.finetune.config import load_train_config
+def test_offload_is_resolved_per_backend(one_chat):
     from lorastack.errors import LorastackError
-
-    data = one_chat
-
-    def plan(*overrides):
-        return resolve(load_train_config(None, [f"data.path={data}", "quantization=none", *overrides]))
-
-    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (False, False))
-    assert plan("training.offload_activations=true").offload_activations is False  # CPU: nowhere to offload to
-    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (True, True))
-    assert plan("backend=peft", "training.offload_activations=true").offload_activations is True
-    assert plan("backend=peft").offload_activations is False  # auto: bf16 LoRA keeps its layer inputs on the GPU
-    monkeypatch.setattr(lorastack.finetune.backends, "_has", lambda name: name == "bitsandbytes")  # for nf4
-    assert plan("backend=peft", "quantization=nf4").offload_activations is True  # auto: QLoRA offloads
-    assert plan("backend=peft", "quantization=nf4", "training.offload_activations=off").offload_activations is False
-    assert plan("backend=peft", "quantization=nf4", "training.gradient_checkpointing=off").offload_activations is False
-    with pytest.raises(LorastackError, match="checkpointing is off"):
-        plan("backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
-
-
-def test_the_planner_offloads_as_the_trainer_does(one_chat, monkeypatch):
-    import lorastack.finetune.backends
-    from lorastack.finetune.backends import resolve
+    from lorastack.finetune.choices import Machine, resolve
     from lorastack.finetune.config import load_train_config
-    from lorastack.finetune.plan_config import run_shape
 
     data = one_chat
-    monkeypatch.setattr(lorastack.finetune.backends, "_cuda", lambda: (True, True))
-    monkeypatch.setattr(lorastack.finetune.backends, "_has", lambda name: name == "bitsandbytes")
+    cpu, gpu = Machine(cuda=False), Machine(cuda=True, bf16=True)
+
+    def offloaded(machine, *overrides):
+        config = load_train_config(None, [f"data.path={data}", "quantization=none", *overrides])
+        return resolve(config, machine).offload_activations
+
+    assert offloaded(cpu, "training.offload_activations=true") is False  # CPU: nowhere to offload to
+    assert offloaded(gpu, "backend=peft", "training.offload_activations=true") is True
+    assert offloaded(gpu, "backend=peft") is False  # auto: bf16 LoRA keeps its layer inputs on the GPU
+    gpu = Machine(cuda=True, bf16=True, bitsandbytes=True)  # for nf4
+    assert offloaded(gpu, "backend=peft", "quantization=nf4") is True  # auto: QLoRA offloads
+    assert offloaded(gpu, "backend=peft", "quantization=nf4", "training.offload_activations=off") is False
+    assert offloaded(gpu, "backend=peft", "quantization=nf4", "training.gradient_checkpointing=off") is False
+    with pytest.raises(LorastackError, match="checkpointing is off"):
+        offloaded(gpu, "backend=peft", "training.offload_activations=true", "training.gradient_checkpointing=off")
+
+
+def test_the_planner_offloads_as_the_trainer_does(one_chat):
+    from lorastack.finetune.choices import Machine, resolve
+    from lorastack.finetune.config import load_train_config
+    from lorastack.finetune.memory_plan import planned_run
+
+    data = one_chat
+    gpu = Machine.cuda_gpu(unsloth=False)
     for quantization in ("nf4", "int8", "none"):
         for setting in ("auto", "on", "off"):
             config = load_train_config(None, [f"data.path={data}", "backend=peft", f"quantization={quantization}",
                                               f"training.offload_activations={setting}"])
             expected = quantization != "none" if setting == "auto" else setting == "on"
-            assert run_shape(config).offload_activations == resolve(config).offload_activations == expected
+            assert planned_run(config, machine=gpu).offload_activations == resolve(config, gpu).offload_activations
+            assert resolve(config, gpu).offload_activations == expected
 
 
 def test_a_layer_input_without_grad_is_refused():
