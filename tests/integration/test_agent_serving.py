@@ -7,6 +7,9 @@ vLLM's structured outputs (a regex) and checks what the server makes of it.
 
 from __future__ import annotations
 
+import re
+
+import httpx
 import pytest
 
 from lorastack.agent.config import AgentConfig
@@ -43,6 +46,9 @@ def test_server_parses_hermes_tool_calls(vllm_server) -> None:
 
 
 def test_server_template_renders_tool_history(vllm_server) -> None:
+    """The prompt the server renders for a tool conversation holds the tool signatures, the model's call and the
+    tool's reply, in the template's Hermes tags: read back through vLLM's /tokenize (chat messages) and
+    /detokenize, and tied to what a chat completion of the same conversation was given."""
     history = [
         {"role": "user", "content": "What is 17*23?"},
         {"role": "assistant", "content": None, "tool_calls": [
@@ -50,10 +56,22 @@ def test_server_template_renders_tool_history(vllm_server) -> None:
         ]},
         {"role": "tool", "tool_call_id": "call_1", "content": "391"},
     ]  # fmt: skip
+    base = vllm_server.state.base_name
+    with httpx.Client(base_url=vllm_server.state.url, timeout=120) as http:
+        tokenized = http.post("/tokenize", json={"model": base, "messages": history, "tools": [CALCULATOR]})
+        tokens = tokenized.raise_for_status().json()["tokens"]
+        prompt = http.post("/detokenize", json={"model": base, "tokens": tokens}).raise_for_status().json()["prompt"]
+
+    tools = re.search(r"<tools>(.*)</tools>", prompt, re.S)
+    assert tools and '"name": "calculator"' in tools[1] and "Evaluate an arithmetic expression." in tools[1], prompt
+    assert '<tool_call>\n{"name": "calculator", "arguments": {"expression": "17*23"}}\n</tool_call>' in prompt, prompt
+    assert "<tool_response>\n391\n</tool_response>" in prompt, prompt
+    assert prompt.rstrip().endswith("assistant")  # the generation prompt follows the tool's reply
+
     response = vllm_server.openai().chat.completions.create(
-        model=vllm_server.state.base_name, messages=history, tools=[CALCULATOR], max_tokens=24, temperature=0
+        model=base, messages=history, tools=[CALCULATOR], max_tokens=1, temperature=0
     )
-    assert response.usage.prompt_tokens > 150  # the tool signatures and the tool response were rendered
+    assert response.usage.prompt_tokens == len(tokens)  # the completion was given this same prompt
 
 
 @pytest.mark.parametrize("mode", ["native", "react"])
