@@ -73,7 +73,7 @@ def ask(
 def chat(config: AgentConfig) -> None:
     """Talk with the agent; it remembers the conversation. /reset forgets it, /exit (or Ctrl-D) ends."""
     from lorastack.agent.session import ask as ask_agent
-    from lorastack.agent.session import build_tools, open_endpoint
+    from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     tools = build_tools(config)
     with open_endpoint(config) as endpoint:

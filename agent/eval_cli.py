@@ -57,7 +57,7 @@ def eval_command(
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
     from lorastack.agent.eval_run import run_eval
-    from lorastack.agent.evaluate import load_items, reports_json, write_chart
+    from lorastack.agent.evaluate import load_items, reports_json, write_chart  # LangChain loads only for an eval
 
     if config.adapter and config.model:
         raise LorastackError("--adapter and --model name the same thing.", "Give one of them.")

@@ -44,7 +44,7 @@ def open_endpoint(config: AgentConfig) -> Iterator[Endpoint]:
         model = config.adapter or config.model or _first_model(config.base_url, api_key)
         yield Endpoint(config.base_url.rstrip("/"), api_key, model, None)
         return
-    from lorastack.serve.server import running_server
+    from lorastack.serve.server import running_server  # the web stack (uvicorn, FastAPI) loads only to start one
 
     with running_server() as state:
         model = config.adapter or config.model or default_model(state)
@@ -91,7 +91,7 @@ def chat_model(endpoint: Endpoint, config: AgentConfig, react: bool) -> BaseChat
 
 def build_tools(config: AgentConfig) -> list[BaseTool]:
     from lorastack.tools.calculator import calculator_tool
-    from lorastack.tools.search import SearchConfig, make_search_tool
+    from lorastack.tools.search import SearchConfig, make_search_tool  # bm25s and ddgs load only for the tools
 
     search = SearchConfig(backend=config.search, **({"index_dir": config.index} if config.index else {}))
     return [calculator_tool, make_search_tool(search)]

@@ -21,7 +21,7 @@ def index(
     remove: bool = typer.Option(False, "--remove", help="Drop FOLDER's documents from the index instead."),
 ) -> None:
     """Index a folder of documents for local search. A re-run reads only new and changed files."""
-    from lorastack.tools.search.local_index import LocalIndex
+    from lorastack.tools.search.local_index import LocalIndex  # bm25s loads only to index
 
     local = LocalIndex(config.index_path)
     if remove:
@@ -51,7 +51,7 @@ def search(
     query: str = typer.Argument(..., help="What to search for: a few keywords."),
 ) -> None:
     """Search the web or your local index, as the agent's search tool does."""
-    from lorastack.tools.search.tool import search as run_search
+    from lorastack.tools.search.tool import search as run_search  # LangChain, bm25s and ddgs load only to search
 
     results = run_search(query, config)
     if not results:

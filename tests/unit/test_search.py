@@ -477,7 +477,8 @@ def test_search_options_come_from_the_config(cli: typer.Typer, corpus: Path, tmp
     assert runner.invoke(cli, ["index", str(corpus), "--index", str(tmp_path / "idx")]).exit_code == 0
 
     # A request timeout above the default total limit raises the total limit (it used to be done by hand here).
-    found = runner.invoke(cli, ["search", "owl", "--backend", "local", "--index", str(tmp_path / "idx"), "--timeout", "30"])
+    local = ["--backend", "local", "--index", str(tmp_path / "idx")]
+    found = runner.invoke(cli, ["search", "owl", *local, "--timeout", "30"])
     assert found.exit_code == 0, found.output
     assert SearchConfig(timeout=30).total_timeout == 30 and SearchConfig(timeout=3).total_timeout == 20
     with pytest.raises(ValueError, match=r"timeout \(30\) must be <= total_timeout \(10\)"):
