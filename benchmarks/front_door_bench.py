@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lorastack-bench-"))
-    base = resolve_base_model(None, print)
+    base = resolve_base_model(None)
     registry = Registry(work / "home")
     shapes = base.weight_shapes()
     versions = [

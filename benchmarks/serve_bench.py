@@ -54,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="lorastack-bench-"))
-    base = resolve_base_model(None, print)
+    base = resolve_base_model(None)
     registry = Registry(work / "home")
     names = [f"bench{i}" for i in range(4)]
     all_linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -94,7 +94,7 @@ def _freeze_base(
             param.data = param.data.float()
     if gradient_checkpointing:
         if offload_activations:
-            from lorastack.finetune import offload
+            from lorastack.finetune import offload  # torch's checkpoint hooks: peft runs on CUDA only
 
             offload.enable(model)
         else:

@@ -46,6 +46,7 @@ def train(
     result = run(settings, resume=resume, callbacks=[RichProgress(console)])
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
     if register:
+        # the registry's SQLite and file checks: only for --register
         from lorastack.serve.loading import load_adapter
         from lorastack.serve.registry import Registry
         from lorastack.serve.state import current_server
@@ -67,7 +68,7 @@ def plan(
     gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
 ) -> None:
     """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
-    from lorastack.finetune.memory_plan import plan_for
+    from lorastack.finetune.memory_plan import plan_for  # transformers (the model's config)
 
     settings = load_train_config(*_split(config, overrides))
     estimate, largest = plan_for(settings, gpu_memory)
@@ -86,7 +87,7 @@ def export(
     base_model: Optional[str] = typer.Option(None, help="Base model (default: the one the adapter was trained on)."),
 ) -> None:
     """Write a merged model: base weights + adapter folded in, servable without LoRA."""
-    from lorastack.finetune.export import export_merged
+    from lorastack.finetune.export import export_merged  # torch, transformers and peft
 
     if not merge:
         raise typer.BadParameter("only --merge is supported")
@@ -104,7 +105,7 @@ def synth(
     out_dir: Path = typer.Argument(..., help="Folder for train.jsonl, eval.jsonl, corpus_train/ and corpus_eval/."),
 ) -> None:
     """Generate tool-use training data (calculator, search over an invented corpus, no tool) and a held-out eval set."""
-    from lorastack.finetune.synth import generate
+    from lorastack.finetune.synth import generate  # LangChain (the real tools' schemas and outputs)
 
     report = generate(out_dir, config)
     console.print(str(report), highlight=False)

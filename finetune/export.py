@@ -18,7 +18,7 @@ def _adapter_folder(ref: str) -> Path:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    from lorastack.serve.registry import Registry
+    from lorastack.serve.registry import Registry  # only for a registered name, not a folder
 
     return Registry().get(ref).path
 

@@ -9,6 +9,7 @@ Run folder layout (``output_dir``)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import resource
@@ -59,8 +60,6 @@ def _existing_checkpoint(folder: Path) -> str | None:
 
 def _sampling(group_by_length: bool) -> dict[str, Any]:
     """The train sampler argument: train_sampling_strategy in recent transformers, group_by_length before it."""
-    import dataclasses
-
     from transformers import TrainingArguments
 
     if "train_sampling_strategy" in {field.name for field in dataclasses.fields(TrainingArguments)}:

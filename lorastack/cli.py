@@ -72,7 +72,7 @@ def _register() -> None:
 def _agent_evaluator(requirement: EvalRequirement, endpoint: Endpoint, model: str) -> float:
     """The agent's eval, handed to the server for gated promotions (this root wires rooms; serving does not
     import the agent). Imported when first called: LangChain loads only when an eval runs."""
-    from lorastack.agent.eval_run import evaluate_model
+    from lorastack.agent.eval_run import evaluate_model  # LangChain: only once an eval runs
 
     return evaluate_model(requirement, endpoint, model)
 

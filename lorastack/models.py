@@ -13,7 +13,6 @@ import json
 import logging
 import shutil
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,7 +79,7 @@ class BaseModel:
         return _weight_shapes(self.path)
 
 
-def resolve_base_model(spec: str | None, progress: Callable[[str], None] | None = None) -> BaseModel:
+def resolve_base_model(spec: str | None) -> BaseModel:
     """Turn ``--base-model`` into a :class:`BaseModel`.
 
     ``None`` or the embedded name selects the embedded default (converted on first use); an existing
@@ -88,7 +87,7 @@ def resolve_base_model(spec: str | None, progress: Callable[[str], None] | None 
     """
     if spec is None or spec == EMBEDDED_NAME:
         return BaseModel(
-            EMBEDDED_NAME, str(ensure_embedded_model(progress)), _EMBEDDED_SOURCE,
+            EMBEDDED_NAME, str(ensure_embedded_model()), _EMBEDDED_SOURCE,
             chat_template=TOOLS_TEMPLATE,  # SmolLM2's own template ignores tools
             tool_call_parser="hermes",  # what the tools template emits
             adapter_base_name=EMBEDDED_NAME,
@@ -107,34 +106,33 @@ def resolve_base_model(spec: str | None, progress: Callable[[str], None] | None 
     return BaseModel(spec, spec, f"Hugging Face hub {spec}")
 
 
-def resolve_recorded_base(recorded: str, progress: Callable[[str], None] | None = None) -> BaseModel:
+def resolve_recorded_base(recorded: str) -> BaseModel:
     """The base model an adapter names in ``base_model_name_or_path``: an existing folder, the embedded default
     (its name, or any path or id ending in it, as adapters trained elsewhere record it), or a hub id."""
     if recorded and Path(recorded).is_dir():
-        return resolve_base_model(recorded, progress)
+        return resolve_base_model(recorded)
     if not recorded or BaseModel(EMBEDDED_NAME, EMBEDDED_NAME, "").matches(recorded):
-        return resolve_base_model(None, progress)
-    return resolve_base_model(recorded, progress)
+        return resolve_base_model(None)
+    return resolve_base_model(recorded)
 
 
 def embedded_model_dir() -> Path:
     return cache_dir() / "models" / EMBEDDED_NAME
 
 
-def ensure_embedded_model(progress: Callable[[str], None] | None = None) -> Path:
+def ensure_embedded_model() -> Path:
     """Return the converted embedded model folder, converting the shipped GGUF on first use."""
     target = embedded_model_dir()
     if (target / "config.json").is_file():
         return target
-    say = progress or (lambda msg: logger.info("%s", msg))
     gguf = _embedded_gguf()
-    say(f"Converting the embedded default model {EMBEDDED_NAME} (once; about a minute)...")
+    logger.info("Converting the embedded default model %s (once; about a minute)...", EMBEDDED_NAME)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     _convert_gguf(gguf, tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # atomic: a crash mid-way never leaves a half-written model behind
-    say(f"Embedded model ready in {target}")
+    logger.info("Embedded model ready in %s", target)
     return target
 
 

@@ -68,7 +68,7 @@ def register(
     """Check an adapter and copy it into the store as the next version of NAME."""
     registry = Registry()
     server = current_server(registry.home)
-    base = server.base if (server and base_model is None) else resolve_base_model(base_model, console.print)
+    base = server.base if (server and base_model is None) else resolve_base_model(base_model)
     adapter = registry.register(name, path, base, base.weight_shapes())
     console.print(
         f"Registered [bold]{adapter.ref}[/] (rank {adapter.card['rank']}, sha256 {adapter.sha256[:12]}). "

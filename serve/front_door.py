@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -82,8 +83,6 @@ class EvalBody(_Strict):
     limit: int | None = Field(None, ge=1)
 
     def requirement(self) -> EvalRequirement:
-        from pathlib import Path
-
         return EvalRequirement(Path(self.eval_file), self.min_accuracy, Path(self.corpus) if self.corpus else None,
                                self.limit)  # fmt: skip
 

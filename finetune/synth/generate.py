@@ -98,6 +98,7 @@ def tool_schemas() -> list[dict[str, Any]]:
     """The OpenAI schemas of exactly the agent's two tools, as the server shows them to the model."""
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
+    # the tools load LangChain: only when data is made, not when its config is read (every lorastack command)
     from lorastack.tools.calculator import calculator_tool
     from lorastack.tools.search import SearchConfig, make_search_tool
 
@@ -156,7 +157,7 @@ def _write_corpus(folder: Path, world: list[facts.Entity]) -> None:
 
 
 def _search_tool(corpus: Path, index_dir: Path) -> Any:
-    from lorastack.tools.search import LocalIndex, SearchConfig, make_search_tool
+    from lorastack.tools.search import LocalIndex, SearchConfig, make_search_tool  # LangChain, as above
 
     LocalIndex(index_dir).update(corpus)
     return make_search_tool(SearchConfig(backend="local", index_dir=index_dir))
@@ -199,7 +200,7 @@ def result_block(observation: str, source: str) -> str:
 
 
 def _train_rows(rng: random.Random, counts: dict[str, int], world: list[facts.Entity], search: Any) -> list[dict]:
-    from lorastack.tools.calculator import calculator_tool
+    from lorastack.tools.calculator import calculator_tool  # LangChain, as above
 
     schemas = tool_schemas()
     kinds = [k for k in KINDS for _ in range(counts[k])]

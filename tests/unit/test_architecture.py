@@ -123,3 +123,45 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
         if found := visit(start, []):
             return found
     return []
+
+
+HEAVY = {
+    "torch", "transformers", "peft", "bitsandbytes", "unsloth", "trl", "accelerate", "datasets", "safetensors",
+    "huggingface_hub", "vllm", "numpy", "matplotlib", "bm25s", "ddgs", "langchain", "langchain_core",
+    "langchain_openai", "uvicorn", "fastapi", "prometheus_client", "flash_attn",
+}  # fmt: skip
+"""Third-party modules slow enough to import that deferring them to the function that needs them is its own
+reason (``lorastack --help`` must not load torch). Any other function-level import says why in a comment."""
+
+
+def test_function_level_imports_defer_something_heavy_or_say_why() -> None:
+    unexplained = []
+    for module, path in _modules().items():
+        lines = path.read_text().splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or getattr(node, "level", 0):
+                    continue
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                if all(name.split(".")[0] in HEAVY for name in names):
+                    continue
+                if not _explained(lines, node.lineno - 1):
+                    unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert not unexplained, "function-level imports without a reason:\n" + "\n".join(unexplained)
+
+
+def _explained(lines: list[str], index: int) -> bool:
+    """A comment on the import, on any import line of its block, or on the line just above the block."""
+    start = index
+    while start > 0 and lines[start - 1].strip().startswith(("import ", "from ")):
+        start -= 1
+    block = lines[start : index + 1]
+    if start > 0:
+        block.append(lines[start - 1])
+    end = index + 1
+    while end < len(lines) and lines[end].strip().startswith(("import ", "from ")):
+        block.append(lines[end])
+        end += 1
+    return any("#" in line for line in block)
