@@ -1,5 +1,5 @@
 """Running an eval set against models of one endpoint: :func:`run_eval` for ``lorastack eval``, and
-:func:`evaluate_model`, the :data:`~lorastack.evaluation.Evaluator` a gated promotion is given.
+:func:`evaluate_model`, the :data:`~lorastack.evaluation.Evaluator` a promotion with an eval requirement is given.
 
 Progress goes through logging (``lorastack.report``); the CLI renders it.
 """

@@ -40,7 +40,7 @@ def export_merged(ref: str, out: Path, base_model: str | None = None) -> Path:
     if out.exists() and any(out.iterdir()):
         raise AlreadyExists(f"{out} is not empty.", "Choose a new --out folder.")
     adapter_dir = _adapter_folder(ref)
-    inspect_adapter(adapter_dir)  # the same gate as serving: LoRA, safetensors, readable
+    inspect_adapter(adapter_dir)  # the same compatibility check as serving: LoRA, safetensors, readable
     base = _base_for(adapter_dir, base_model)
     logger.info("Merging %s into %s...", adapter_dir, base.name)
     model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)

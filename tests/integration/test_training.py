@@ -193,7 +193,7 @@ def _random_llama(folder: Path) -> Path:
 )
 def test_cuda_backends_train(tmp_path: Path, backend: str, quantization: str, extra: tuple[str, ...]) -> None:
     """On a CUDA GPU: a few QLoRA/LoRA steps with each GPU backend (QLoRA offloads layer inputs by default, and
-    once with that off); the adapter passes the gate."""
+    once with that off); the adapter passes the compatibility check."""
     if backend == "unsloth":
         pytest.importorskip("unsloth")
     model = _random_llama(tmp_path / "model")
