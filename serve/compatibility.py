@@ -20,7 +20,8 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 NAME_MAX = 64
-"""The largest ``--max-lora-rank`` vLLM accepts."""
+ALL_LINEAR = "all-linear"
+"""peft's shorthand for every linear layer but the output layer; it fits any base model that has linear layers."""
 
 _LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
@@ -36,6 +37,9 @@ class AdapterInfo:
     base_model: str | None
     # module path -> (lora_A shape, lora_B shape)
     modules: dict[str, dict[str, tuple[int, ...]]] = field(default_factory=dict)
+    target_spec: str | tuple[str, ...] = ()
+    """``target_modules`` as written: names (a module whose path ends with one is a target), or one regex string
+    that a module's whole path must match (peft's rules), or ``all-linear``."""
 
 
 def check_name(name: str) -> str:
@@ -86,8 +90,21 @@ def inspect_adapter(path: Path) -> AdapterInfo:
             "Re-save the adapter with peft's save_pretrained.",
         )
     ranks = [rank, *[v for v in (config.get("rank_pattern") or {}).values() if isinstance(v, int)]]
-    targets = config.get("target_modules") or []
-    targets = [targets] if isinstance(targets, str) else list(targets)
+    raw_targets = config.get("target_modules") or []
+    if not isinstance(raw_targets, (str, list)) or not all(isinstance(t, str) for t in raw_targets):
+        raise AdapterRejected(
+            f"{config_file} has target_modules {raw_targets!r}; peft expects a list of module names or a regex.",
+            "Re-save the adapter with peft's save_pretrained.",
+        )
+    targets = [raw_targets] if isinstance(raw_targets, str) else list(raw_targets)
+    saved = config.get("modules_to_save") or []
+    if saved:
+        raise AdapterRejected(
+            f"{path} also trains whole modules (modules_to_save: {saved!r}); vLLM serves only the LoRA weights and "
+            "would silently serve those modules untrained, so the served adapter would not be the trained one.",
+            "Retrain without modules_to_save (LoRA on those layers instead, e.g. target_modules='all-linear'), "
+            "or merge the adapter into the base model (lorastack export) and serve that.",
+        )
 
     weights = path / WEIGHTS_FILE
     if not weights.is_file():
@@ -124,6 +141,7 @@ def inspect_adapter(path: Path) -> AdapterInfo:
         target_modules=sorted(targets),
         base_model=config.get("base_model_name_or_path"),
         modules=modules,
+        target_spec=raw_targets if isinstance(raw_targets, str) else tuple(raw_targets),
     )
 
 
@@ -135,6 +153,7 @@ def check_compatible(info: AdapterInfo, base: BaseModel, base_shapes: dict[str, 
             f"Retrain it on {base.name}, or serve {info.base_model} with --base-model.",
         )
     base_modules = {k[: -len(".weight")] for k in base_shapes if k.endswith(".weight")}
+    _check_targets(info, base, base_modules)
     missing = sorted(m for m in info.modules if m not in base_modules)
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
@@ -151,6 +170,45 @@ def check_compatible(info: AdapterInfo, base: BaseModel, base_shapes: dict[str, 
                 f"the base model but the adapter's weights are shaped {a} and {b}.",
                 f"The adapter was trained on another base model: retrain it on {base.name}.",
             )
+
+
+def _check_targets(info: AdapterInfo, base: BaseModel, base_modules: set[str]) -> None:
+    """Refuse ``target_modules`` (in adapter_config.json) that name modules the base model lacks.
+
+    The weights alone can fit while the config does not: peft (0.21) refuses a config none of whose targets the
+    base has, and loads one with only some missing without a word. Either way the config was written for another
+    model, so every entry must name a module here.
+    """
+    spec = info.target_spec
+    hint = (
+        f"Fix target_modules in {CONFIG_FILE} to name modules {base.name} has (e.g. 'q_proj', or 'all-linear'), "
+        "or retrain the adapter on this base model."
+    )
+    if isinstance(spec, str):
+        if spec.lower() == ALL_LINEAR:
+            return
+        try:
+            pattern = re.compile(spec)
+        except re.error as exc:
+            raise AdapterRejected(
+                f"{info.path.name}'s target_modules {spec!r} is not a valid regular expression ({exc}).", hint
+            ) from None
+        if not any(pattern.fullmatch(module) for module in base_modules):
+            example = next((m for m in sorted(base_modules) if ".0." in m), min(base_modules, default="-"))
+            raise AdapterRejected(
+                f"{info.path.name}'s target_modules regex {spec!r} matches no module of {base.name} (the regex "
+                f"must match a whole module path, such as {example}).",
+                hint,
+            )
+        return
+    # peft: a name matches a module whose whole path is the name or ends with "." + the name.
+    missing = [t for t in spec if not any(m == t or m.endswith("." + t) for m in base_modules)]
+    if missing:
+        raise AdapterRejected(
+            f"{info.path.name}'s {CONFIG_FILE} names target_modules that {base.name} lacks: "
+            f"{', '.join(sorted(missing))}.",
+            hint,
+        )
 
 
 def check_rank(info: AdapterInfo, max_lora_rank: int) -> None:

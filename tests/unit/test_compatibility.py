@@ -64,6 +64,24 @@ def missing_modules(f: Path) -> None:
     _rewrite_weights(f, rename=lambda k: k.replace("q_proj", "qkv_proj"))
 
 
+def config_targets_missing_module(f: Path) -> None:
+    """The weights fit, but the config names a module the base lacks (peft 0.21 refuses a config with no
+    existing target and silently loads this one; lorastack refuses both)."""
+    _edit_config(f, target_modules=["q_proj", "v_proj", "qkv_proj"])
+
+
+def config_regex_matches_nothing(f: Path) -> None:
+    _edit_config(f, target_modules=r".*\.attention\.(query|value)")
+
+
+def config_regex_invalid(f: Path) -> None:
+    _edit_config(f, target_modules=r".*(q_proj")
+
+
+def modules_to_save(f: Path) -> None:
+    _edit_config(f, modules_to_save=["lm_head"])
+
+
 def other_base_by_name(f: Path) -> None:
     _edit_config(f, base_model_name_or_path="meta-llama/Llama-3.1-8B-Instruct")
 
@@ -87,6 +105,10 @@ BAD_ADAPTERS = [
     (garbled_weights, "not a readable safetensors file", "Re-save"),
     (rank_too_high, "LoRA rank 1024; vLLM serves ranks up to 512", "r <= 512"),
     (missing_modules, "targets modules that SmolLM2-135M-Instruct lacks", "target_modules"),
+    (config_targets_missing_module, "names target_modules that SmolLM2-135M-Instruct lacks: qkv_proj", "target_modules"),
+    (config_regex_matches_nothing, "matches no module of SmolLM2-135M-Instruct", "target_modules"),
+    (config_regex_invalid, "is not a valid regular expression", "target_modules"),
+    (modules_to_save, "modules_to_save: ['lm_head']", "without modules_to_save"),
     (other_base_by_name, "was trained on meta-llama/Llama-3.1-8B-Instruct", "--base-model"),
     (other_base_by_shape, "does not fit SmolLM2-135M-Instruct", "retrain it on SmolLM2-135M-Instruct"),
 ]
@@ -114,6 +136,22 @@ def test_register_refuses_bad_adapter_and_changes_nothing(
     assert reason in refused.value.message
     assert fix in refused.value.hint
     assert _snapshot(registry) == before
+
+
+@pytest.mark.parametrize(
+    "targets", [r".*\.self_attn\.(q_proj|v_proj)", r"model\.layers\.\d+\.self_attn\.[qv]_proj", "all-linear", "ALL-LINEAR"]
+)
+def test_target_modules_as_regex_or_all_linear_are_accepted(
+    targets: str, adapter_copy: Path, base_model, base_shapes
+) -> None:
+    """peft allows target_modules as one regex over the whole module path, or the all-linear shorthand."""
+    _edit_config(adapter_copy, target_modules=targets)
+    registry = Registry()
+
+    adapter = registry.register("ok", adapter_copy, base_model, base_shapes)
+
+    assert adapter.card["target_modules"] == [targets]
+    assert checked(registry, "ok", _state(base_model, 16)).ref == "ok@v1"  # the check on load agrees
 
 
 @pytest.mark.parametrize("name", ["Bad", "has space", "-lead", ".hidden", "../escape", "a/b", "x" * 65, "", "n@v2"])
