@@ -105,7 +105,11 @@ BAD_ADAPTERS = [
     (garbled_weights, "not a readable safetensors file", "Re-save"),
     (rank_too_high, "LoRA rank 1024; vLLM serves ranks up to 512", "r <= 512"),
     (missing_modules, "targets modules that SmolLM2-135M-Instruct lacks", "target_modules"),
-    (config_targets_missing_module, "names target_modules that SmolLM2-135M-Instruct lacks: qkv_proj", "target_modules"),
+    (
+        config_targets_missing_module,
+        "names target_modules that SmolLM2-135M-Instruct lacks: qkv_proj",
+        "target_modules",
+    ),
     (config_regex_matches_nothing, "matches no module of SmolLM2-135M-Instruct", "target_modules"),
     (config_regex_invalid, "is not a valid regular expression", "target_modules"),
     (modules_to_save, "modules_to_save: ['lm_head']", "without modules_to_save"),
@@ -139,7 +143,8 @@ def test_register_refuses_bad_adapter_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "targets", [r".*\.self_attn\.(q_proj|v_proj)", r"model\.layers\.\d+\.self_attn\.[qv]_proj", "all-linear", "ALL-LINEAR"]
+    "targets",
+    [r".*\.self_attn\.(q_proj|v_proj)", r"model\.layers\.\d+\.self_attn\.[qv]_proj", "all-linear", "ALL-LINEAR"],
 )
 def test_target_modules_as_regex_or_all_linear_are_accepted(
     targets: str, adapter_copy: Path, base_model, base_shapes
