@@ -6,15 +6,21 @@ Layout under ``LORASTACK_HOME``::
     store/<name>/v<version>/          adapter_config.json, adapter_model.safetensors, card.json
 
 A version is written to a temporary folder and renamed into place, then recorded in one
-transaction, so a failure at any point leaves the registry as it was.
+transaction, so a failure at any point leaves the registry as it was. The temporary folder
+(``store/.incoming-<host>-<pid>-<random>``) of a register that was killed is swept when a
+registry next opens the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import shutil
+import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -29,10 +35,16 @@ from lorastack.models import BaseModel
 from lorastack.paths import home_dir
 from lorastack.serve.compatibility import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
 
+logger = logging.getLogger(__name__)
+
 CARD_FILE = "card.json"
 TRAINING_CARD = "training_card.json"
 """Written by lorastack train next to the weights; folded into the registry card as "training"."""
 _COPIED = (CONFIG_FILE, WEIGHTS_FILE, "README.md", TRAINING_CARD)
+STAGING_PREFIX = ".incoming-"
+STAGING_MAX_AGE = 3600.0
+"""Seconds after which a staging folder is taken for a leftover even if its pid is alive (the pid may be reused,
+or live in another container); a register stages for seconds, not an hour."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS adapters (
@@ -112,6 +124,31 @@ def _training_card(folder: Path) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def _host() -> str:
+    """This machine's name, as it may appear in a staging folder's name (no '-', which separates the fields)."""
+    return socket.gethostname().replace("-", "_") or "unknown"
+
+
+def _staging_owner(folder_name: str) -> tuple[str, int] | None:
+    """(host, pid) from ``.incoming-<host>-<pid>-<random>``; None for any other name."""
+    host, _, rest = folder_name.removeprefix(STAGING_PREFIX).partition("-")
+    pid, _, random = rest.partition("-")
+    return (host, int(pid)) if host and pid.isdigit() and random else None
+
+
+def _alive(host: str, pid: int) -> bool:
+    """Whether process ``pid`` may still be running; a process on another host is taken to be."""
+    if host != _host():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
 def parse_ref(ref: str) -> tuple[str, int | None]:
     """``name`` or ``name@vN`` (``name@N``) -> (name, version or None for the latest)."""
     name, _, version = ref.partition("@")
@@ -134,6 +171,26 @@ class Registry:
         self.store.mkdir(exist_ok=True)
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
             db.executescript(_SCHEMA)  # executescript manages its own transaction
+        self._sweep_staging()
+
+    def _sweep_staging(self) -> None:
+        """Delete the staging folders that a killed ``register`` left in the store.
+
+        A folder is named ``.incoming-<host>-<pid>-<random>`` by the register that owns it: it is a leftover once
+        that process is gone (checked on the same host only, since pids of other machines or containers mean
+        nothing here) or once it is older than :data:`STAGING_MAX_AGE`, never while a register could still use it.
+        Folders named before the pid was part of the name go by age alone.
+        """
+        now = time.time()
+        for folder in self.store.glob(STAGING_PREFIX + "*"):
+            try:
+                age = now - folder.stat().st_mtime
+            except FileNotFoundError:
+                continue  # its register finished (or another sweep took it) meanwhile
+            owner = _staging_owner(folder.name)
+            if age > STAGING_MAX_AGE or (owner is not None and not _alive(*owner)):
+                logger.info("Removing %s, left by an interrupted register.", folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -262,7 +319,7 @@ class Registry:
         source = source.expanduser()
         info = inspect_adapter(source)
         check_compatible(info, base, base_shapes)
-        staging = self.store / f".incoming-{uuid.uuid4().hex}"
+        staging = self.store / f"{STAGING_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
             for file_name in _COPIED:
