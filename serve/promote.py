@@ -46,7 +46,8 @@ def promote(
 
 
 def rollback(registry: Registry, alias: str, server: ServerState | None) -> Promotion:
-    """Point ``alias`` back at the version it served before the current one."""
+    """Point ``alias`` one step back through its promotions (:meth:`Registry.rollback_target`); repeated, it walks
+    back to the first, then refuses."""
     if server is not None:
         return _answer(registry, server.client.rollback(alias))
     current, previous = registry.rollback_target(alias)

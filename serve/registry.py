@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS alias_history (
     alias    TEXT NOT NULL,
     name     TEXT NOT NULL,
     version  INTEGER NOT NULL,
-    at       TEXT NOT NULL
+    at       TEXT NOT NULL,
+    parent   INTEGER
 );
 CREATE TABLE IF NOT EXISTS settings (
     key      TEXT PRIMARY KEY,
@@ -124,6 +125,32 @@ def _training_card(folder: Path) -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def _alias_row(db: sqlite3.Connection, alias: str) -> sqlite3.Row | None:
+    """The adapters row ``alias`` points to, read in the caller's transaction."""
+    return db.execute(
+        "SELECT a.* FROM adapters a JOIN aliases USING (name, version) WHERE alias = ?", (alias,)
+    ).fetchone()
+
+
+def _history_head(db: sqlite3.Connection, alias: str) -> sqlite3.Row | None:
+    """The newest history row of ``alias``: the one that set what it serves now."""
+    return db.execute("SELECT * FROM alias_history WHERE alias = ? ORDER BY id DESC LIMIT 1", (alias,)).fetchone()
+
+
+def _rollback_row(db: sqlite3.Connection, alias: str, current: sqlite3.Row) -> sqlite3.Row | None:
+    """The history row a rollback of ``alias`` (serving ``current``) returns to: walking the line back from its
+    newest row, the first version that is not ``current`` and is still registered; None at the line's start."""
+    rows = {r["id"]: r for r in db.execute("SELECT * FROM alias_history WHERE alias = ?", (alias,))}
+    registered = {(r["name"], r["version"]) for r in db.execute("SELECT name, version FROM adapters")}
+    row = rows[max(rows)] if rows else None
+    while row is not None:
+        row = rows.get(row["parent"]) if row["parent"] is not None and row["parent"] < row["id"] else None
+        ref = (row["name"], row["version"]) if row is not None else None
+        if ref is not None and ref != (current["name"], current["version"]) and ref in registered:
+            return row
+    return None
+
+
 def _host() -> str:
     """This machine's name, as it may appear in a staging folder's name (no '-', which separates the fields)."""
     return socket.gethostname().replace("-", "_") or "unknown"
@@ -171,6 +198,14 @@ class Registry:
         self.store.mkdir(exist_ok=True)
         with closing(sqlite3.connect(self.db_path, timeout=30)) as db:
             db.executescript(_SCHEMA)  # executescript manages its own transaction
+        with self._connect() as db:
+            if "parent" not in {r["name"] for r in db.execute("PRAGMA table_info(alias_history)")}:
+                # A registry from before rollbacks were recorded: read its history as one line of promotions.
+                db.execute("ALTER TABLE alias_history ADD COLUMN parent INTEGER")
+                db.execute(
+                    "UPDATE alias_history SET parent = (SELECT MAX(h.id) FROM alias_history h "
+                    "WHERE h.alias = alias_history.alias AND h.id < alias_history.id)"
+                )
         self._sweep_staging()
 
     def _sweep_staging(self) -> None:
@@ -278,16 +313,28 @@ class Registry:
         return [(r["name"], r["version"], r["at"]) for r in rows]
 
     def rollback_target(self, alias: str) -> tuple[AdapterVersion, AdapterVersion]:
-        """(current, previous): what ``alias`` serves and the last other version it served that is still here."""
-        current = self.alias(alias)
-        if current is None:
-            raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
-        known = {a.ref: a for a in self.list()}
-        for name, version, _ in self.alias_history(alias):
-            ref = f"{name}@v{version}"
-            if ref != current.ref and ref in known:
-                return current, known[ref]
-        raise NotFound(f"{alias!r} has served no other version that is still registered.", "Promote one instead.")
+        """(current, previous): what ``alias`` serves and the version a rollback returns it to.
+
+        ``previous`` is the version promoted before the current one in the alias's line (see :meth:`set_alias`),
+        skipping versions removed since and versions that rollbacks already stepped back from: repeated
+        rollbacks walk back through the promotions, and the first version of the line has nothing older.
+        """
+        with self._connect() as db:
+            current = _alias_row(db, alias)
+            if current is None:
+                raise NotFound(f"No alias {alias!r}.", "See lorastack adapters list.")
+            target = _rollback_row(db, alias, current)
+            current_version = self._row(current)
+            if target is None:
+                raise NotFound(
+                    f"{alias!r} has nothing older to roll back to: {current_version.ref} is the oldest version of its "
+                    "history that is still registered.",
+                    f"Promote the version you want instead: lorastack adapters promote NAME@vN --alias {alias}",
+                )
+            previous = db.execute(
+                "SELECT * FROM adapters WHERE name = ? AND version = ?", (target["name"], target["version"])
+            ).fetchone()
+        return current_version, self._row(previous)
 
     def setting(self, key: str) -> str | None:
         with self._connect() as db:
@@ -376,11 +423,28 @@ class Registry:
             db.execute("DELETE FROM loaded WHERE name = ?", (name,))
 
     def set_alias(self, alias: str, adapter: AdapterVersion) -> AdapterVersion | None:
-        """Point ``alias`` at ``adapter`` (one transaction); returns what it pointed to before."""
+        """Point ``alias`` at ``adapter`` (one transaction); returns what it pointed to before.
+
+        Every change is one row of the alias's history, whose ``parent`` is the row before it in the alias's line
+        of promotions. A promotion extends the line from the current row. Pointing the alias at the version that
+        :meth:`rollback_target` names is a rollback, whoever asks for it (the front door and the CLI both roll back
+        by setting that version): its row takes the place of that version's own row in the line, so the next
+        rollback steps back from there, and a promotion after rollbacks starts a new line from where they ended.
+        An alias that did not exist (new, or dropped) starts a line of its own.
+        """
         check_name(alias)
-        previous = self.alias(alias)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as db:
+            current = _alias_row(db, alias)
+            previous = self._row(current) if current is not None else None
+            parent = None
+            if current is not None:
+                target = _rollback_row(db, alias, current)
+                if target is not None and (target["name"], target["version"]) == (adapter.name, adapter.version):
+                    parent = target["parent"]  # a rollback: the line continues from before the version restored
+                else:
+                    head = _history_head(db, alias)
+                    parent = head["id"] if head is not None else None
             db.execute(
                 "INSERT INTO aliases (alias, name, version, updated) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (alias) DO UPDATE SET name = excluded.name, version = excluded.version, "
@@ -388,8 +452,8 @@ class Registry:
                 (alias, adapter.name, adapter.version, now),
             )
             db.execute(
-                "INSERT INTO alias_history (alias, name, version, at) VALUES (?, ?, ?, ?)",
-                (alias, adapter.name, adapter.version, now),
+                "INSERT INTO alias_history (alias, name, version, at, parent) VALUES (?, ?, ?, ?, ?)",
+                (alias, adapter.name, adapter.version, now, parent),
             )
         return previous
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -37,22 +38,96 @@ def test_promote_without_a_server_records_the_alias_for_the_next_start(two_versi
         promote(registry, "tools@v2", "support", None)
 
 
-def test_rollback_returns_to_the_previous_version_and_back(two_versions) -> None:
+@pytest.fixture
+def three_versions(two_versions, base_model, base_shapes, make_adapter):
     registry, v1, v2 = two_versions
-    promote(registry, "tools@v1", "support", None)
-    promote(registry, "tools@v2", "support", None)
+    v3 = registry.register("tools", make_adapter(seed=3), base_model, base_shapes)
+    for version in (v1, v2, v3):
+        promote(registry, version.ref, "support", None)
+    return registry, v1, v2, v3
 
-    assert rollback(registry, "support", None).adapter.ref == v1.ref
+
+def _refs(registry: Registry) -> list[str]:
+    return [f"{name}@v{version}" for name, version, _ in registry.alias_history("support")]
+
+
+def test_rollback_walks_back_through_the_promotions(three_versions, base_model, base_shapes, make_adapter) -> None:
+    """Pins the bug: rollback flipped between the last two versions (v3 -> v2 -> v3 ...) instead of stepping back.
+
+    Chosen: v1 -> v2 -> v3 promoted, each rollback steps back one promotion (v2, then v1) and then refuses
+    (nothing older). A promotion after rollbacks starts a new line from where they ended, as an undo history
+    does: promoting v4 while v1 serves makes the line v1 -> v4, so the next rollback returns to v1 (the version
+    v4 replaced), not to the v2 or v3 that were rolled back.
+    """
+    registry, v1, v2, v3 = three_versions
+
+    first = rollback(registry, "support", None)
+    assert (first.adapter.ref, first.previous) == (v2.ref, v3.ref)
+    second = rollback(registry, "support", None)
+    assert (second.adapter.ref, second.previous) == (v1.ref, v2.ref)
     assert registry.alias("support").ref == v1.ref
+    with pytest.raises(NotFound, match="nothing older to roll back to") as refused:
+        rollback(registry, "support", None)
+    assert "promote" in refused.value.hint
+    assert registry.alias("support").ref == v1.ref
+
+    v4 = registry.register("tools", make_adapter(seed=4), base_model, base_shapes)
+    promote(registry, v4.ref, "support", None)
+    assert rollback(registry, "support", None).adapter.ref == v1.ref
+    with pytest.raises(NotFound, match="nothing older"):
+        rollback(registry, "support", None)
+    # Every switch stays in the history, newest first.
+    assert _refs(registry) == [v1.ref, v4.ref, v1.ref, v2.ref, v3.ref, v2.ref, v1.ref]
+
+
+def test_promotion_after_one_rollback_keeps_the_older_versions(three_versions, base_model, base_shapes,
+                                                               make_adapter) -> None:  # fmt: skip
+    """v1 -> v2 -> v3, rollback to v2, promote v4: the line is v1 -> v2 -> v4, so rollbacks go v2, then v1."""
+    registry, v1, v2, _ = three_versions
+    rollback(registry, "support", None)
+    v4 = registry.register("tools", make_adapter(seed=4), base_model, base_shapes)
+    promote(registry, v4.ref, "support", None)
+
     assert rollback(registry, "support", None).adapter.ref == v2.ref
+    assert rollback(registry, "support", None).adapter.ref == v1.ref
+
+
+def test_rollback_the_way_the_front_door_does_it(three_versions) -> None:
+    """The front door asks rollback_target, then promotes that version through set_alias: the same walk."""
+    registry, v1, v2, v3 = three_versions
+    for expected_current, expected in ((v3, v2), (v2, v1)):
+        current, previous = registry.rollback_target("support")
+        assert (current.ref, previous.ref) == (expected_current.ref, expected.ref)
+        assert registry.set_alias("support", previous).ref == current.ref
+    with pytest.raises(NotFound, match="nothing older"):
+        registry.rollback_target("support")
     with pytest.raises(NotFound, match="No alias"):
-        rollback(registry, "nothing", None)
+        registry.rollback_target("nothing")
+
+
+def test_rollback_skips_removed_versions(three_versions) -> None:
+    registry, v1, v2, _ = three_versions
+    registry.remove(v2)
+    assert rollback(registry, "support", None).adapter.ref == v1.ref
+    with pytest.raises(NotFound, match="nothing older"):
+        rollback(registry, "support", None)
+
+
+def test_history_from_before_rollbacks_were_recorded_reads_as_promotions(three_versions) -> None:
+    """A registry.db written before the history's parent column: opening it adds the column, and its history
+    counts as one line of promotions."""
+    registry, v1, v2, _ = three_versions
+    with sqlite3.connect(registry.db_path) as db:
+        db.execute("ALTER TABLE alias_history DROP COLUMN parent")
+    registry = Registry(registry.home)
+    assert rollback(registry, "support", None).adapter.ref == v2.ref
+    assert rollback(registry, "support", None).adapter.ref == v1.ref
 
 
 def test_rollback_with_no_other_version_refuses(two_versions) -> None:
     registry, _, _ = two_versions
     promote(registry, "tools@v1", "support", None)
-    with pytest.raises(NotFound, match="no other version"):
+    with pytest.raises(NotFound, match="nothing older"):
         rollback(registry, "support", None)
     assert registry.alias("support").version == 1
 
