@@ -3,7 +3,8 @@
 It ships inside the package (``lorastack/adapters/tools-demo``, with its training card; the base model names it
 as its :attr:`~lorastack.models.BaseModel.bundled_adapter`) so that a fresh install answers its first question
 with a model that uses the calculator and search. The first server start on that model registers it and points
-the ``default`` alias at it (so the front door loads it), once: after that the registry is the user's, and
+the ``default`` alias at it (so the front door loads it) and marks it loaded (so clients can also call it by its
+own name, ``model="tools-demo"``), once: after that the registry is the user's, and
 removing or re-pointing it is respected.
 """
 
@@ -33,6 +34,8 @@ def install_demo_adapter(registry: Registry, base: BaseModel) -> AdapterVersion 
     if folder is None or registry.setting(_INSTALLED) or not (folder / "adapter_config.json").is_file():
         return None
     adapter = registry.register(folder.name, folder, base, base.weight_shapes())
+    if registry.loaded_version(adapter.name) is None:  # served under its own name too (model="tools-demo")
+        registry.mark_loaded(adapter)
     if registry.alias(DEFAULT_ALIAS) is None:  # the front door loads aliased versions itself
         registry.set_alias(DEFAULT_ALIAS, adapter)
     registry.set_setting(_INSTALLED, adapter.ref)

@@ -157,11 +157,15 @@ def test_demo_adapter_is_installed_once_as_the_default(base_model: BaseModel) ->
 
     assert demo is not None and demo.ref == f"{DEMO_NAME}@v1"
     assert registry.alias(DEFAULT_ALIAS).ref == demo.ref
+    # Marked loaded too, so a start serves it under its own name (model="tools-demo" was a 404).
+    assert [a.ref for a in registry.loaded()] == [demo.ref]
     assert demo.card["training"]["config"]["lora"]["r"] == demo.card["rank"]  # its training card came along
     # Once only: a user who unloads, re-points or removes it is not overruled at the next start.
     registry.drop_alias(DEFAULT_ALIAS)
+    registry.mark_unloaded(DEMO_NAME)
     assert install_demo_adapter(registry, base_model) is None
     assert registry.alias(DEFAULT_ALIAS) is None and len(registry.list()) == 1
+    assert registry.loaded() == []
 
 
 def test_demo_adapter_is_left_out_for_other_base_models(base_model: BaseModel) -> None:
