@@ -173,34 +173,59 @@ def rollback_(alias: str = typer.Argument(DEFAULT_ALIAS, help="The alias to poin
     console.print(f"{alias} -> [bold]{result.adapter.ref}[/] (was {result.previous or '-'}).")
 
 
+_STATS_SAMPLES = {
+    "lorastack_requests_total": "requests",  # every status: 200 and failed alike
+    "lorastack_errors_total": "errors",  # the failed ones, every reason
+    "lorastack_prompt_tokens_total": "prompt_tokens",
+    "lorastack_completion_tokens_total": "completion_tokens",
+    "lorastack_request_seconds_sum": "seconds_sum",
+    "lorastack_request_seconds_count": "seconds_count",
+    "lorastack_time_to_first_token_seconds_sum": "ttft_sum",
+    "lorastack_time_to_first_token_seconds_count": "ttft_count",
+}
+"""The front door's Prometheus samples (``lorastack.serve.front_door``'s metrics) that ``stats`` sums, and the key
+each one is summed under."""
+
+
+def stats_rows(metrics_text: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Sum the front door's metrics text per (alias, version) into the keys of :data:`_STATS_SAMPLES` (each present
+    with 0 when no sample has it): labels other than alias and version (status, reason) are summed over."""
+    from prometheus_client.parser import text_string_to_metric_families  # only `stats` needs the parser
+
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            key = _STATS_SAMPLES.get(sample.name)
+            if key is None or "alias" not in sample.labels:
+                continue
+            row = rows.setdefault(
+                (sample.labels["alias"], sample.labels.get("version", "")), dict.fromkeys(_STATS_SAMPLES.values(), 0.0)
+            )
+            row[key] += sample.value
+    return rows
+
+
+def _mean(row: dict[str, float], kind: str) -> str:
+    count = row[kind + "_count"]
+    return f"{row[kind + '_sum'] / count:.3f}" if count else "-"
+
+
 @adapters.command()
 def stats() -> None:
     """Per alias and version: requests, errors, tokens and latency, from the running front door's metrics."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     registry = Registry()
     server = current_server(registry.home)
     if server is None:
         raise ServerError("No lorastack server is running.", "Start it with: lorastack serve")
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    for family in text_string_to_metric_families(server.client.metrics()):
-        for sample in family.samples:
-            if "alias" not in sample.labels:
-                continue
-            row = rows.setdefault((sample.labels["alias"], sample.labels["version"]), {})
-            key = sample.name + ("_ok" if sample.labels.get("status") == "200" else "")
-            row[key] = row.get(key, 0) + sample.value
+    rows = stats_rows(server.client.metrics())
     if not rows:
         console.print("No requests yet.")
         return
     table = Table("alias", "version", "requests", "errors", "prompt tok", "completion tok", "mean s", "mean TTFT s")
     for (alias, version), r in sorted(rows.items()):
-        done = r.get("lorastack_request_seconds_count", 0)
-        mean = lambda name: f"{r.get(name + '_sum', 0) / done:.3f}" if done else "-"  # noqa: E731
         table.add_row(
-            alias, version or "-", f"{r.get('lorastack_requests_total', 0):.0f}", f"{r.get('lorastack_errors_total', 0):.0f}",
-            f"{r.get('lorastack_prompt_tokens_total', 0):.0f}", f"{r.get('lorastack_completion_tokens_total', 0):.0f}",
-            mean("lorastack_request_seconds"), mean("lorastack_time_to_first_token_seconds"),
+            alias, version or "-", f"{r['requests']:.0f}", f"{r['errors']:.0f}", f"{r['prompt_tokens']:.0f}",
+            f"{r['completion_tokens']:.0f}", _mean(r, "seconds"), _mean(r, "ttft"),
         )  # fmt: skip
     console.print(table)
 
