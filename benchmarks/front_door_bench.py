@@ -51,13 +51,16 @@ def main() -> None:
         server.state.client.promote(versions[0].ref, "bench")
         body = {"messages": [{"role": "user", "content": "Say hi."}], "max_tokens": args.tokens, "temperature": 0}
         times: dict[str, list[float]] = {"direct": [], "front door": []}
+        # vLLM answers only the front door's private key; the front door needs none before the first key exists.
+        auth = {direct: {"Authorization": f"Bearer {server.front_door.upstream_key}"}, front: {}}
         with httpx.Client(timeout=120) as http:
             for url, model in ((direct, "bench@v1"), (front, "bench")):  # warm both paths
-                http.post(f"{url}/v1/chat/completions", json={**body, "model": model}).raise_for_status()
+                http.post(f"{url}/v1/chat/completions", json={**body, "model": model}, headers=auth[url]).raise_for_status()
             for _ in range(args.requests):
                 for label, url, model in (("direct", direct, "bench@v1"), ("front door", front, "bench")):
                     started = time.perf_counter()
-                    http.post(f"{url}/v1/chat/completions", json={**body, "model": model}).raise_for_status()
+                    http.post(f"{url}/v1/chat/completions", json={**body, "model": model},
+                              headers=auth[url]).raise_for_status()
                     times[label].append(time.perf_counter() - started)
             started = time.perf_counter()
             server.state.client.promote(versions[1].ref, "bench")

@@ -68,7 +68,7 @@ def main() -> None:
     try:
         state = server.state
         # Hot load of a rank-16 all-linear adapter: the full `lorastack adapters load` path (sha256 check,
-        # gate, HTTP load) and the raw vLLM endpoint alone, same adapter, alternating.
+        # compatibility check, through the front door) and the raw vLLM endpoint alone, same adapter, alternating.
         full, raw = [], []
         for _ in range(args.loads):
             t = time.perf_counter()
@@ -76,9 +76,9 @@ def main() -> None:
             full.append(time.perf_counter() - t)
             unload_adapter(registry, names[0], state)
             t = time.perf_counter()
-            state.client.load_adapter(names[0], str(registry.get(names[0]).path))
+            server.front_door.vllm.load_adapter(names[0], str(registry.get(names[0]).path))
             raw.append(time.perf_counter() - t)
-            state.client.unload_adapter(names[0])
+            server.front_door.vllm.unload_adapter(names[0])
         for name in names:
             load_adapter(registry, name, state)
 

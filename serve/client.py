@@ -1,6 +1,9 @@
-"""A small client for the running server's admin endpoints (health, models, LoRA load/unload, promotion).
+"""Clients of the running server: ``ServerClient`` for lorastack's commands (the front door's admin API), and
+``VLLMClient`` for the front door itself (vLLM's own routes, behind vLLM's private key).
 
-The front door's errors come back as the same typed errors (their ``code``, see :mod:`lorastack.errors`).
+Adapters reach vLLM only through the front door's admin routes, which check them against the registry first;
+vLLM's raw LoRA routes are not forwarded. The front door's errors come back as the same typed errors (their
+``code``, see :mod:`lorastack.errors`).
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ from lorastack.access import Role, env_key
 from lorastack.errors import NotFound, ServerError, error_classes, error_for
 from lorastack.evaluation import EvalRequirement
 
+_DEFAULT = object()
+
 
 @dataclass
-class ServerClient:
+class _Client:
     url: str
     timeout: float = 120
 
-    def _request(self, method: str, path: str, timeout: float | None | object = ..., **kwargs) -> httpx.Response:
-        # The front door asks for a key once keys exist; local commands pass the one in the environment.
-        key = env_key(Role.admin) or env_key(Role.inference)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+    def _headers(self) -> dict[str, str]:
+        return {}
+
+    def _request(self, method: str, path: str, timeout: float | None | object = _DEFAULT, **kwargs) -> httpx.Response:
         try:
-            timeout = self.timeout if timeout is ... else timeout
-            return httpx.request(method, f"{self.url}{path}", timeout=timeout, headers=headers, **kwargs)
+            timeout = self.timeout if timeout is _DEFAULT else timeout
+            return httpx.request(method, f"{self.url}{path}", timeout=timeout, headers=self._headers(), **kwargs)
         except httpx.TransportError as exc:
             raise ServerError(
                 f"The server at {self.url} did not answer ({exc.__class__.__name__}).",
@@ -43,17 +48,25 @@ class ServerClient:
         _raise_for(response, "list models")
         return response.json()["data"]
 
-    def served_adapters(self) -> dict[str, str]:
-        """Served adapter name -> the path it was loaded from."""
-        return {m["id"]: m.get("root", "") for m in self.models() if m.get("parent")}
 
-    def load_adapter(self, name: str, path: str, replace: bool = False) -> None:
-        body = {"lora_name": name, "lora_path": path, "load_inplace": replace}
-        _raise_for(self._request("POST", "/v1/load_lora_adapter", json=body), f"load {name}")
+@dataclass
+class ServerClient(_Client):
+    """The front door, as lorastack's own commands call it (with the key from the environment, once keys exist)."""
 
-    def unload_adapter(self, name: str) -> None:
-        _raise_for(self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name}), f"unload {name}")
+    def _headers(self) -> dict[str, str]:
+        key = env_key(Role.admin) or env_key(Role.inference)
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def load(self, ref: str) -> dict:
+        """Load registered ``ref`` (NAME or NAME@vN) under its name: checked, its sha256 verified, then loaded."""
+        response = self._request("POST", "/admin/adapters/load", json={"ref": ref})
+        _raise_for(response, f"load {ref}")
+        return response.json()
+
+    def unload(self, name: str) -> dict:
+        response = self._request("POST", "/admin/adapters/unload", json={"name": name})
+        _raise_for(response, f"unload {name}")
+        return response.json()
 
     def promote(self, ref: str, alias: str, requirement: EvalRequirement | None = None) -> dict:
         """Ask the front door to switch ``alias`` to ``ref`` (loaded, evaluated if ``requirement`` says so, and
@@ -69,15 +82,36 @@ class ServerClient:
         _raise_for(response, f"promote {ref}")
         return response.json()
 
+    def rollback(self, alias: str) -> dict:
+        response = self._request("POST", "/admin/rollback", json={"alias": alias})
+        _raise_for(response, f"roll back {alias}")
+        return response.json()
+
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")
         _raise_for(response, "read metrics")
         return response.text
 
-    def rollback(self, alias: str) -> dict:
-        response = self._request("POST", "/admin/rollback", json={"alias": alias})
-        _raise_for(response, f"roll back {alias}")
-        return response.json()
+
+@dataclass
+class VLLMClient(_Client):
+    """vLLM itself, on its private port: what only the front door (and the server that starts it) calls."""
+
+    api_key: str | None = None
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def served_adapters(self) -> dict[str, str]:
+        """Served adapter name -> the path it was loaded from."""
+        return {m["id"]: m.get("root", "") for m in self.models() if m.get("parent")}
+
+    def load_adapter(self, name: str, path: str, replace: bool = False) -> None:
+        body = {"lora_name": name, "lora_path": path, "load_inplace": replace}
+        _raise_for(self._request("POST", "/v1/load_lora_adapter", json=body), f"load {name}")
+
+    def unload_adapter(self, name: str) -> None:
+        _raise_for(self._request("POST", "/v1/unload_lora_adapter", json={"lora_name": name}), f"unload {name}")
 
 
 def _raise_for(response: httpx.Response, action: str) -> None:

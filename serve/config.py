@@ -53,6 +53,9 @@ class ServeConfig(BaseModel):
     vllm_url: str | None = None
     """Attach the front door to a vLLM server that is already running (e.g. the vllm service of compose.yaml)
     instead of starting one; it must run with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True."""
+    vllm_api_key: str | None = None
+    """With --vllm-url: the API key that vLLM was started with (its --api-key), if any. A vLLM that lorastack starts
+    gets a new random key at every start, known to the front door only."""
     demo_adapter: bool = True
     """On the embedded model, register and load the bundled tools-demo adapter as the default alias (the
     first time only; afterwards the registry decides)."""

@@ -87,7 +87,8 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def vllm_command(
-    config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int, tool_call_parser: str | None = None
+    config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int, tool_call_parser: str | None = None,
+    api_key: str | None = None,
 ) -> tuple[list[str], dict]:
     """The vLLM OpenAI server's argv and environment for this config."""
     dtype = config.dtype
@@ -116,6 +117,10 @@ def vllm_command(
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", tool_call_parser]
     env = dict(os.environ)
     env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # enables /v1/load_lora_adapter and unload
+    if api_key:
+        # vLLM's /v1 routes (LoRA loading among them) answer only the front door, which alone knows this key;
+        # in the environment, not argv, so that other users' `ps` does not show it.
+        env["VLLM_API_KEY"] = api_key
     if device == "cpu":
         # The CPU build's version string lacks "cpu", so its platform detection needs telling.
         env["VLLM_TARGET_DEVICE"] = "cpu"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -20,10 +21,8 @@ from lorastack.evaluation import Evaluator
 from lorastack.models import resolve_base_model
 from lorastack.serve.config import ServeConfig, fitting_rank
 from lorastack.serve.demo import install_demo_adapter
-from lorastack.serve.client import ServerClient
 from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
 from lorastack.serve.front_door import FrontDoor
-from lorastack.serve.loading import restore_loaded
 from lorastack.serve.registry import Registry
 from lorastack.serve.state import ServerState, current_server, state_path, write_state
 
@@ -103,8 +102,7 @@ class RunningServer:
                 self.process.stop()  # whatever workers are left
                 self.process.start()
                 self.process.wait_healthy(self.config.startup_timeout)
-                restore_loaded(self.registry, self.state.direct())
-                self.front_door.restore_aliases()
+                self.front_door.restore()
             except Exception as exc:  # noqa: BLE001 - whatever it is, the server is down: say so, stop serving
                 self.failure = exc if isinstance(exc, LorastackError) else ServerError(f"vLLM restart failed: {exc!r}")
                 logger.error("vLLM could not be restarted: %s", self.failure)
@@ -141,12 +139,14 @@ def start_server(
     max_rank = config.max_lora_rank or fitting_rank([a.card["rank"] for a in registry.list()])
     tool_parser = effective_tool_parser(config, base)
     process = None
+    upstream_key = config.vllm_api_key
     if config.vllm_url:
         upstream = config.vllm_url.rstrip("/")
     else:
         inner = config.model_copy(update={"host": "127.0.0.1", "port": _free_port()})
         upstream = inner.url
-        argv, env = vllm_command(inner, base, device, max_rank, tool_parser)
+        upstream_key = secrets.token_urlsafe(32)  # vLLM's own key, new at every start, known to this process only
+        argv, env = vllm_command(inner, base, device, max_rank, tool_parser, api_key=upstream_key)
         process = VLLMProcess(argv, env, upstream, registry.home / "logs" / f"vllm-{config.port}.log")
         logger.info("Starting vLLM (%s) on %s, max LoRA rank %s...", device, base.name, max_rank)
         process.start()
@@ -155,15 +155,15 @@ def start_server(
         device=device, max_lora_rank=max_rank, max_loras=config.max_loras, tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
-    front_door = FrontDoor(state, registry, evaluator=evaluator)
+    front_door = FrontDoor(state, registry, evaluator=evaluator, upstream_key=upstream_key)
     server = RunningServer(state, process, front_door, [], registry.home, config, registry)
     try:
         if process is not None:
             process.wait_healthy(config.startup_timeout)
-        elif not ServerClient(upstream).healthy():
+        elif not front_door.vllm.healthy():
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
         server._serve_front()
-        server.restore_errors = restore_loaded(registry, state.direct()) + front_door.restore_aliases()
+        server.restore_errors = front_door.restore()
         write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:
             server._supervise()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lorastack.models import BaseModel
@@ -35,7 +35,6 @@ class ServerState:
     """vLLM's own address behind the front door (``url``); empty for states written before the front door."""
     engine_pid: int = 0
     """vLLM's pid (the leader of its process group); 0 when attached to an external vLLM."""
-    """vLLM's own address behind the front door (``url``); empty for states written before the front door."""
 
     @property
     def base(self) -> BaseModel:
@@ -44,10 +43,6 @@ class ServerState:
     @property
     def client(self) -> ServerClient:
         return ServerClient(self.url)
-
-    def direct(self) -> ServerState:
-        """The same server addressed at vLLM itself (for the front door's own admin work)."""
-        return replace(self, url=self.upstream_url or self.url)
 
 
 def state_path(home: Path | None = None) -> Path:

@@ -105,6 +105,11 @@ class ServerHandle:
     def state(self):
         return self.server.state
 
+    @property
+    def vllm(self):
+        """vLLM itself behind the front door (with the private key only the front door knows)."""
+        return self.server.front_door.vllm
+
     def openai(self):
         from openai import OpenAI
 

@@ -75,9 +75,9 @@ def test_eval_requirement_promotes_a_better_adapter_and_refuses_a_worse_one(
     assert promoted.accuracy >= 0.5 and promoted.accuracy > promoted.baseline
     # A random adapter cannot beat it: refused, and the alias, the registry's loaded set and the server stay.
     rival = registry.register("rival", make_adapter(seed=5), server.base, server.base.weight_shapes())
-    loaded_before, served_before = registry.loaded(), set(server.client.served_adapters())
+    loaded_before, served_before = registry.loaded(), set(vllm_server.vllm.served_adapters())
     with pytest.raises(AdapterRejected, match="stays where it is"):
         promote(registry, rival.ref, "gated", server, requirement)
     assert registry.alias("gated").ref == demo.ref
     assert registry.loaded() == loaded_before
-    assert set(server.client.served_adapters()) == served_before
+    assert set(vllm_server.vllm.served_adapters()) == served_before

@@ -40,7 +40,7 @@ def _stream(client, model: str, out: list, errors: list) -> None:
 
 def _served(vllm_server) -> set[str]:
     """What vLLM itself serves, behind the front door."""
-    return {m["id"] for m in httpx.get(f"{vllm_server.state.upstream_url}/v1/models").json()["data"]}
+    return {m["id"] for m in vllm_server.vllm.models()}
 
 
 def test_promotion_under_streaming_load_then_rollback(vllm_server, support) -> None:
@@ -101,7 +101,7 @@ def test_api_keys_guard_inference_and_admin_routes(vllm_server) -> None:
     routes = [
         ("GET", "/v1/models", None, Role.inference),
         ("POST", "/v1/chat/completions", chat, Role.inference),
-        ("POST", "/v1/load_lora_adapter", {"lora_name": "x"}, Role.admin),
+        ("POST", "/admin/adapters/load", {"ref": "x"}, Role.admin),
         ("POST", "/admin/promote", {}, Role.admin),
         ("GET", "/metrics", None, Role.admin),
     ]

@@ -56,7 +56,8 @@ def test_with_keys_every_route_wants_one_and_errors_are_openai_shaped(front_door
 
 def test_upstream_down_is_a_503_with_retry_after(front_door: FrontDoor) -> None:
     local = _local(front_door)
-    response = local.post("/v1/chat/completions", json={"model": front_door.base_name, "messages": []})
+    chat = {"model": front_door.base_name, "messages": [{"role": "user", "content": "hi"}]}
+    response = local.post("/v1/chat/completions", json=chat)
     assert response.status_code == 503 and int(response.headers["retry-after"]) > 0
     assert local.get("/health").status_code == 503
 
@@ -80,13 +81,20 @@ def test_routes_count_in_flight_per_version_and_drain_waits_for_them() -> None:
 
 def test_only_inference_routes_take_an_inference_key(front_door: FrontDoor) -> None:
     _, inference = KeyStore().create(Role.inference)
-    local = TestClient(front_door.app, client=("127.0.0.1", 5000))
+    _, admin = KeyStore().create(Role.admin)
+    local = _local(front_door)
     bearer = {"Authorization": f"Bearer {inference}"}
-    # vLLM's other routes that change the server (SageMaker's /adapters, profiling...) are admin routes.
-    assert local.delete("/adapters/support@v1", headers=bearer).status_code == 401
-    assert local.post("/adapters", json={}, headers=bearer).status_code == 401
-    assert local.post("/start_profile", headers=bearer).status_code == 401
-    assert local.post("/v1/chat/completions", json={"model": "m"}, headers=bearer).status_code == 503  # let in
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert local.post("/admin/adapters/load", json={"ref": "x"}, headers=bearer).status_code == 401
+    assert local.post("/admin/promote", json={"ref": "x"}, headers=bearer).status_code == 401
+    assert local.post("/v1/chat/completions", json=chat, headers=bearer).status_code == 503  # let in
+    # vLLM's own LoRA routes, SageMaker's /adapters, profiling...: not forwarded, whatever the key.
+    for method, path in (("POST", "/v1/load_lora_adapter"), ("POST", "/v1/unload_lora_adapter"),
+                         ("DELETE", "/adapters/support@v1"), ("POST", "/adapters"), ("POST", "/start_profile")):
+        for key in (inference, admin):
+            response = local.request(method, path, json={"lora_name": "default", "lora_path": "/tmp"},
+                                     headers={"Authorization": f"Bearer {key}"})
+            assert response.status_code == 404 and response.json()["error"]["code"] == "route_not_found"
 
 
 def test_malformed_requests_are_400_and_leave_nothing_in_flight(front_door: FrontDoor) -> None:
@@ -139,3 +147,79 @@ def test_gated_promotion_without_an_evaluator_is_refused_before_loading(front_do
     response = _local(front_door).post("/admin/promote", json=body)
     assert response.status_code == 502 and "without an evaluator" in response.json()["error"]["message"]
     assert front_door.registry.aliases() == {}
+
+
+_CHAT = '{"model": "m", "messages": [{"role": "user", "content": "hi"}]%s}'
+HOSTILE_BODIES = {
+    "NaN": _CHAT % ', "temperature": NaN',
+    "Infinity": _CHAT % ', "temperature": Infinity',
+    "-Infinity": _CHAT % ', "top_p": -Infinity',
+    "lone surrogate in content": '{"model": "m", "messages": [{"role": "user", "content": "\\ud800"}]}',
+    "lone surrogate in model": '{"model": "\\udfff", "messages": [{"role": "user", "content": "hi"}]}',
+    "lone surrogate in a key": _CHAT % ', "\\ud800": 1',
+    "nested 10,000 deep": _CHAT % (', "x": ' + "[" * 10_000 + "]" * 10_000),
+    "nested 65 deep": _CHAT % (', "x": ' + "[" * 65 + "]" * 65),
+    "model an object": '{"model": {}, "messages": [{"role": "user", "content": "hi"}]}',
+    "model a number": '{"model": 5, "messages": [{"role": "user", "content": "hi"}]}',
+    "stream a string": _CHAT % ', "stream": "false"',
+    "stream_options a string": _CHAT % ', "stream_options": "x"',
+    "an array": "[1, 2]",
+    "not JSON": "not json",
+    "empty": "",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE_BODIES)
+@pytest.mark.parametrize("route", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/tokenize"])
+def test_hostile_bodies_are_4xx_with_the_openai_body(front_door: FrontDoor, route: str, name: str) -> None:
+    """Regression: NaN, Infinity, lone surrogates and deep nesting were plain-text 500s (httpx could not re-encode
+    them); "model": {} was answered by the base model and "stream": "false" taken as true."""
+    response = _local(front_door).post(route, content=HOSTILE_BODIES[name].encode("utf-8", "surrogatepass"),
+                                       headers={"content-type": "application/json"})  # fmt: skip
+    assert 400 <= response.status_code < 500, (name, response.status_code, response.text[:200])
+    assert response.status_code != 404 or route == "/tokenize"
+    error = response.json()["error"]
+    assert error["message"] and error["type"] == "invalid_request_error" and error["code"]
+    assert not front_door.routes.inflight
+
+
+def test_invalid_utf8_and_oversized_bodies(front_door: FrontDoor) -> None:
+    local = _local(front_door)
+    response = local.post("/v1/chat/completions", content=b'{"model": "\xff"}', headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_request"
+    huge = {"content-type": "application/json", "content-length": str(64 * 2**20)}
+    response = local.post("/v1/chat/completions", content=b"{}", headers=huge)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize("path", ["/%19eRb", "/%0D", "/%00", "/v1/%0Dchat", "/..%2F..%2Fetc", "/v1/models%00"])
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_bad_paths_are_404_not_500(front_door: FrontDoor, path: str, method: str) -> None:
+    """Regression: control characters in the path were a 500 (httpx.InvalidURL) with a traceback in the log."""
+    response = _local(front_door).request(method, path)
+    assert response.status_code in (404, 405), response.text
+    if response.status_code == 404:
+        assert response.json()["error"]["code"] == "route_not_found"
+
+
+def test_every_response_is_counted_and_503s_per_alias(front_door: FrontDoor) -> None:
+    local = _local(front_door)
+    chat = {"model": front_door.base_name, "messages": [{"role": "user", "content": "hi"}]}
+    front_door.available.clear()  # vLLM restarting
+    assert local.post("/v1/chat/completions", json=chat).status_code == 503
+    front_door.available.set()
+    local.get("/nowhere")
+    text = local.get("/metrics").text
+    assert f'lorastack_requests_total{{alias="{front_door.base_name}",status="503",version=""}} 1.0' in text
+    assert 'lorastack_http_responses_total{route="/v1/chat/completions",status="503"} 1.0' in text
+    assert 'lorastack_http_responses_total{route="/{path:path}",status="404"} 1.0' in text
+
+
+def test_openapi_document_needs_a_key_once_keys_exist(front_door: FrontDoor) -> None:
+    local = _local(front_door)
+    document = local.get("/openapi.json").json()
+    assert "/v1/chat/completions" in document["paths"] and "/admin/promote" in document["paths"]
+    assert "/v1/load_lora_adapter" not in document["paths"]
+    _, inference = KeyStore().create(Role.inference)
+    assert local.get("/openapi.json").status_code == 401
+    assert local.get("/openapi.json", headers={"Authorization": f"Bearer {inference}"}).status_code == 200

@@ -1,0 +1,201 @@
+"""The front door's routes: thin handlers over :class:`FrontDoor` (service), :class:`Relay` and the protocol.
+
+Only the routes below exist. vLLM's other routes, its raw LoRA routes above all, are not forwarded: adapters
+reach vLLM through the registry's check and sha256 alone (``/admin/adapters/load``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ValidationError
+
+from lorastack.access import Role
+from lorastack.errors import LorastackError
+from lorastack.serve.front_door import errors
+from lorastack.serve.front_door.auth import denied
+from lorastack.serve.front_door.metrics import CountResponses
+from lorastack.serve.front_door.protocol import (
+    BadRequest, ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, LoadBody,
+    PromoteBody, RollbackBody, TokenizeRequest, UnloadBody, parse_body,
+)  # fmt: skip
+from lorastack.serve.front_door.relay import Relay, read_body, validation_message
+
+if TYPE_CHECKING:
+    from lorastack.serve.front_door.service import FrontDoor
+
+logger = logging.getLogger(__name__)
+
+INFERENCE = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/completions": CompletionRequest,
+    "/v1/embeddings": EmbeddingRequest,
+}
+UTILITY = {"/tokenize": TokenizeRequest, "/detokenize": DetokenizeRequest}
+"""vLLM's own routes an inference key may also reach (forwarded whole, not streamed)."""
+
+
+def _body(model: type[BaseModel]) -> dict:
+    """The OpenAPI request body of a route whose handler parses ``model`` itself."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def build_app(door: FrontDoor) -> FastAPI:
+    app = FastAPI(title="lorastack", docs_url=None, redoc_url=None, openapi_url=None)
+    relay = Relay(door.upstream, door.upstream_key, door.routes, door.metrics, door.base_name, door.available)
+    app.state.relay = relay
+
+    @app.get("/health")
+    async def health() -> Response:
+        if not door.available.is_set():
+            return errors.down()
+        try:
+            upstream = await relay.http.get("/health", timeout=5)
+        except httpx.TransportError:
+            return errors.down()
+        return JSONResponse({"status": "ok"}) if upstream.status_code == 200 else errors.down()
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if refusal := denied(door.keys, request, Role.admin):
+            return refusal
+        return Response(door.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> Response:
+        if refusal := denied(door.keys, request, Role.inference):
+            return refusal
+        return JSONResponse(app.openapi())
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        if refusal := denied(door.keys, request, Role.inference):
+            return refusal
+        if not door.available.is_set():
+            return errors.down()
+        try:
+            upstream = await relay.http.get("/v1/models", headers=relay.headers)
+            data = upstream.json()
+        except (httpx.TransportError, ValueError):
+            return errors.down()
+        for entry in data.get("data", []):
+            if entry.get("parent"):
+                entry["root"] = entry["id"]  # vLLM puts the adapter's folder there: a name, never a path, leaves
+        now = int(time.time())
+        for alias, target in sorted(door.routes.snapshot().items()):
+            data["data"].append({
+                "id": alias, "object": "model", "created": now, "owned_by": "lorastack", "root": target,
+                "parent": door.base_name,
+            })  # fmt: skip
+        return JSONResponse(data)
+
+    def inference(path: str, schema: type[BaseModel]) -> None:
+        async def handler(request: Request) -> Response:
+            if refusal := denied(door.keys, request, Role.inference):
+                return refusal
+            return await relay.forward(path, request, schema)
+
+        app.add_api_route(path, handler, methods=["POST"], name=path, openapi_extra=_body(schema))
+
+    for path, schema in INFERENCE.items():
+        inference(path, schema)
+
+    def utility(path: str, schema: type[BaseModel]) -> None:
+        async def handler(request: Request) -> Response:
+            if refusal := denied(door.keys, request, Role.inference):
+                return refusal
+            try:
+                body = parse_body(await read_body(request))
+                schema.model_validate(body)
+            except BadRequest as exc:
+                return errors.invalid(exc.message, exc.status, exc.code)
+            except ValidationError as exc:
+                return errors.invalid(validation_message(exc))
+            if not door.available.is_set():
+                return errors.down()
+            try:
+                upstream = await relay.http.post(path, json=body, headers=relay.headers)
+            except httpx.TransportError:
+                return errors.down()
+            return Response(upstream.content, upstream.status_code, media_type=upstream.headers.get("content-type"))
+
+        app.add_api_route(path, handler, methods=["POST"], name=path, openapi_extra=_body(schema))
+
+    for path, schema in UTILITY.items():
+        utility(path, schema)
+
+    @app.get("/admin/aliases")
+    async def aliases(request: Request) -> Response:
+        if refusal := denied(door.keys, request, Role.admin):
+            return refusal
+        return JSONResponse(door.routes.snapshot())
+
+    def admin(path: str, schema: type[BaseModel], action: Callable[[Any], dict]) -> None:
+        async def handler(request: Request) -> Response:
+            """An admin action: admin key, vLLM up, a body of ``schema``; typed errors keep status and code."""
+            if refusal := denied(door.keys, request, Role.admin):
+                return refusal
+            if not door.available.is_set():
+                return errors.down()
+            try:
+                body = schema.model_validate(parse_body(await read_body(request)))
+            except BadRequest as exc:
+                return errors.invalid(exc.message, exc.status, exc.code)
+            except ValidationError as exc:
+                return errors.invalid(validation_message(exc))
+            try:
+                return JSONResponse(await run_in_threadpool(action, body))
+            except LorastackError as exc:
+                return errors.typed(exc)
+
+        app.add_api_route(path, handler, methods=["POST"], name=path, openapi_extra=_body(schema))
+
+    admin("/admin/promote", PromoteBody,
+          lambda b: door.promote(b.ref, b.alias, b.eval.requirement() if b.eval else None).body())
+    admin("/admin/rollback", RollbackBody, lambda b: door.rollback(b.alias).body())
+    admin("/admin/adapters/load", LoadBody, lambda b: _loaded(door.load(b.ref)))
+    admin("/admin/adapters/unload", UnloadBody, lambda b: {"name": b.name, "live": door.unload(b.name)})  # fmt: skip
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    async def elsewhere(path: str) -> Response:
+        return errors.not_found("/" + path)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # One line in the log, not a traceback per request; the client gets OpenAI's body.
+        logger.error("%s %s failed: %r", request.method, request.url.path[:200], exc)
+        return errors.error_response(500, "The front door failed on this request.", "server_error", "internal_error")
+
+    @app.on_event("shutdown")
+    async def close() -> None:
+        await relay.close()
+
+    def schema() -> dict:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for model in (*INFERENCE.values(), *UTILITY.values(), PromoteBody, RollbackBody, LoadBody, UnloadBody):
+                for name, definition in model.model_json_schema(ref_template="#/components/schemas/{model}").get(
+                    "$defs", {}
+                ).items():
+                    components.setdefault(name, definition)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
+    app.add_middleware(CountResponses, metrics=door.metrics)
+    return app
+
+
+def _loaded(result: Any) -> dict:
+    return {"ref": result.adapter.ref, "replaced": result.replaced}

@@ -1,0 +1,228 @@
+"""Relaying inference to vLLM: alias resolution per request, streaming without re-encoding, metrics, and the
+client's disconnect passed on (vLLM stops generating for a client that left, streaming or not)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+
+from lorastack.serve.front_door import errors
+from lorastack.serve.front_door.metrics import Metrics
+from lorastack.serve.front_door.protocol import MAX_BODY_BYTES, BadRequest, parse_body
+from lorastack.serve.front_door.routing import Routes, Target
+
+_WATCH_S = 0.25
+"""How often a waiting non-streaming request checks whether its client is still there."""
+_CLIENT_GONE = 499  # nginx's code for it: the client closed the connection before the answer
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request was under way."""
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused (413) as soon as it is larger than MAX_BODY_BYTES, whatever its headers say."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BadRequest(f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.", 413, "body_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise BadRequest(f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.", 413, "body_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def validation_message(exc: ValidationError) -> str:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+    return f"Invalid request body: {problems}."
+
+
+async def until_done(request: Request, work: Awaitable) -> object:
+    """``work``'s result, or ClientGone (``work`` cancelled) once the client has disconnected."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_WATCH_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not task.done():
+            task.cancel()  # closes the connection to vLLM, which then aborts the generation
+            await asyncio.gather(task, return_exceptions=True)
+
+
+class Relay:
+    """Sends inference requests on to vLLM and their answers back."""
+
+    def __init__(self, upstream: str, api_key: str | None, routes: Routes, metrics: Metrics, base_name: str,
+                 available: threading.Event) -> None:  # fmt: skip
+        self.http = httpx.AsyncClient(
+            base_url=upstream, timeout=httpx.Timeout(600, connect=5),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
+        )  # fmt: skip
+        self.headers = {"content-type": "application/json"}
+        if api_key:
+            self.headers["authorization"] = f"Bearer {api_key}"
+        self.routes = routes
+        self.metrics = metrics
+        self.base_name = base_name
+        self.available = available
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def known(self, alias: str) -> tuple[str, str]:
+        """Labels of a request that failed before a version answered: kept for aliases and the base model; any
+        other name a client sent becomes "unknown", so clients cannot grow the label sets without bound."""
+        with self.routes.lock:
+            return (alias, "") if alias in self.routes.aliases or alias == self.base_name else ("unknown", "")
+
+    async def forward(self, route: str, request: Request, schema: type) -> Response:
+        """One inference request (``schema``: the protocol model of ``route``)."""
+        try:
+            body = parse_body(await read_body(request))
+            fields = schema.model_validate(body)
+        except BadRequest as exc:
+            return errors.invalid(exc.message, exc.status, exc.code)
+        except ValidationError as exc:
+            return errors.invalid(validation_message(exc))
+        model = fields.model or self.base_name
+        if not self.available.is_set():
+            self.metrics.account(self.known(model), 503, 0, 0, None)
+            return errors.down()
+        wants_usage = bool((fields.stream_options or {}).get("include_usage"))
+        if fields.stream:
+            body["stream_options"] = {**(fields.stream_options or {}), "include_usage": True}
+        target = self.routes.acquire(model)  # from here on, every path releases it
+        body["model"] = target.upstream
+        content = json.dumps(body, ensure_ascii=False).encode()
+        outgoing = self.http.build_request("POST", route, content=content, headers=self.headers)
+        started = time.perf_counter()
+        if not fields.stream:
+            return await self._whole(request, outgoing, target, started)
+        try:
+            upstream = await self.http.send(outgoing, stream=True)
+        except BaseException as exc:
+            self.routes.release(target)
+            if not isinstance(exc, httpx.TransportError):
+                raise
+            self.metrics.account(self.known(model), 503, 0, 0, None)
+            return errors.down()
+        if upstream.status_code != 200:
+            try:
+                answer = await upstream.aread()
+            finally:
+                self.routes.release(target)
+                await upstream.aclose()
+            self.metrics.account(self.known(model), upstream.status_code, 0, 0, None)
+            return Response(answer, upstream.status_code, media_type=upstream.headers.get("content-type"))
+        labels = (target.alias, target.version)
+        return StreamingResponse(self._relay(upstream, target, labels, started, wants_usage),
+                                 media_type="text/event-stream")  # fmt: skip
+
+    async def _whole(self, request: Request, outgoing: httpx.Request, target: Target, started: float) -> Response:
+        labels = (target.alias, target.version)
+        try:
+            status, answer, media_type = await until_done(request, self._fetch(outgoing))
+        except ClientGone:
+            self.metrics.account(labels, _CLIENT_GONE, 0, 0, None)
+            return Response(status_code=_CLIENT_GONE)
+        except httpx.TransportError:
+            self.metrics.account(self.known(target.alias), 503, 0, 0, None)
+            return errors.down()
+        finally:
+            self.routes.release(target)
+        elapsed = time.perf_counter() - started
+        if status != 200:
+            labels = self.known(target.alias)
+        self.metrics.account(labels, status, elapsed, elapsed, _usage(answer) if status == 200 else None)
+        return Response(answer, status, media_type=media_type)
+
+    async def _fetch(self, outgoing: httpx.Request) -> tuple[int, bytes, str | None]:
+        upstream = await self.http.send(outgoing, stream=True)
+        try:
+            return upstream.status_code, await upstream.aread(), upstream.headers.get("content-type")
+        finally:
+            await upstream.aclose()
+
+    async def _relay(self, upstream: httpx.Response, target: Target, labels: tuple[str, str], started: float,
+                     wants_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
+        """The SSE events as vLLM sent them, less the usage-only chunk the client did not ask for. Each event is
+        parsed only where it can matter: the first token's arrival and the usage."""
+        first: float | None = None
+        usage: dict | None = None
+        status: int | str = 200
+        finished = False
+        buffer = b""
+
+        async def finish() -> None:
+            # Before the client gets [DONE]: one that has read the whole stream then finds the request counted
+            # in the metrics and no longer in flight (which a drain waits for).
+            nonlocal finished
+            finished = True
+            self.routes.release(target)
+            await upstream.aclose()
+            end = time.perf_counter()
+            self.metrics.account(labels, status, end - started, (first or end) - started, usage)
+
+        try:
+            async for chunk in upstream.aiter_bytes():
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    payload = event[6:] if event.startswith(b"data: ") else b""
+                    if payload == b"[DONE]":
+                        await finish()
+                        yield event + b"\n\n"
+                        return
+                    if payload and (first is None or b'"usage":{' in payload or b'"usage": {' in payload):
+                        parsed = _object(payload)
+                        if isinstance(parsed.get("usage"), dict):
+                            usage = parsed["usage"]
+                            if not parsed.get("choices") and not wants_usage:
+                                continue  # the usage-only chunk we asked for, not the client
+                        if first is None and parsed.get("choices"):
+                            first = time.perf_counter()
+                    yield event + b"\n\n"
+            if buffer:
+                yield buffer
+        except httpx.TransportError:
+            # vLLM died mid-stream: the client gets an error event it can read, not a cut-off body.
+            status = 502
+            yield _error_event("The model server stopped while answering; retry shortly.", "upstream_closed")
+        except asyncio.CancelledError:
+            status = _CLIENT_GONE
+            raise
+        finally:
+            if not finished:
+                await finish()
+
+
+def _object(payload: bytes) -> dict:
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _error_event(message: str, code: str) -> bytes:
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+def _usage(content: bytes) -> dict | None:
+    usage = _object(content).get("usage")
+    return usage if isinstance(usage, dict) else None
