@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -40,6 +41,8 @@ def test_serve_ask_load_and_ctrl_c(tmp_path: Path, make_adapter) -> None:
         state = json.loads((home / "server.json").read_text())
         vllm_pid = state["engine_pid"]
         assert "tools-demo@v1 (the default alias)" in banner  # the bundled adapter, on the first start
+        served = {m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]}
+        assert {"default", "tools-demo"} <= served, served  # also by its own name (it was a 404)
 
         base = ("--model", "SmolLM2-135M-Instruct")
         answer = _cli(home, "ask", "What is the capital of France?", "--max-tokens", "16", *base)

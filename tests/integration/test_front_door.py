@@ -160,7 +160,18 @@ def test_metrics_count_requests_and_tokens_per_version(vllm_server, support) -> 
 def test_vllm_dying_gives_503_then_recovers_with_aliases(vllm_server, support) -> None:
     client = vllm_server.openai()
     vllm_server.state.client.promote(support[0].ref, "survivor")
+    stream = client.chat.completions.create(
+        model="survivor", messages=[{"role": "user", "content": "Tell a long story."}], max_tokens=400,
+        temperature=0, stream=True, extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    next(iter(stream))  # under way
     os.killpg(vllm_server.server.state.engine_pid, signal.SIGKILL)
+    # The stream ends with an SSE error event the client reads as an error, not a silently cut-off answer.
+    with pytest.raises(openai.APIError) as ended:
+        for _ in stream:
+            pass
+    assert not isinstance(ended.value, openai.APIConnectionError)
+    assert "stopped while answering" in str(ended.value)
 
     deadline, saw_503 = time.monotonic() + 30, None
     while time.monotonic() < deadline and saw_503 is None:
@@ -177,3 +188,58 @@ def test_vllm_dying_gives_503_then_recovers_with_aliases(vllm_server, support) -
     reply = client.chat.completions.create(model="survivor", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert reply.model == "support@v1"
     assert vllm_server.server.restarts >= 1
+
+
+def _running(vllm_server) -> float:
+    """vLLM's own gauge of requests it is generating for."""
+    text = httpx.get(f"{vllm_server.state.upstream_url}/metrics", timeout=10).text
+    return _metric(text, "vllm:num_requests_running")
+
+
+def test_a_client_that_gives_up_stops_its_generation(vllm_server) -> None:
+    """Regression: a non-streaming client that timed out left vLLM generating (34 s later, still running)."""
+    body = {"model": vllm_server.state.base_name, "messages": [{"role": "user", "content": "Tell a long story."}],
+            "max_tokens": 1500, "ignore_eos": True}  # about two minutes of generation on this CPU
+    gave_up: list[Exception] = []
+
+    def impatient() -> None:
+        try:
+            httpx.post(f"{vllm_server.state.url}/v1/chat/completions", json=body, timeout=httpx.Timeout(4, connect=5))
+        except httpx.TimeoutException as exc:
+            gave_up.append(exc)
+
+    client = threading.Thread(target=impatient)
+    client.start()
+    deadline = time.monotonic() + 4
+    while _running(vllm_server) < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _running(vllm_server) >= 1  # it was generating
+    client.join(30)
+    assert gave_up
+    deadline = time.monotonic() + 5
+    while _running(vllm_server) > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(vllm_server) == 0
+
+
+def test_raw_lora_routes_never_reach_vllm(vllm_server, support, make_adapter) -> None:
+    """Regression: POST /v1/load_lora_adapter with load_inplace swapped the weights behind an alias while the
+    registry still showed the old version and its sha256."""
+    client, url = vllm_server.openai(), vllm_server.state.url
+    vllm_server.state.client.promote(support[0].ref, "guarded")
+    ask = {"model": "guarded", "messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 12,
+           "temperature": 0}
+    before = client.chat.completions.create(**ask).choices[0].message.content
+    substitute = make_adapter(seed=99)
+    for path, body in (("/v1/load_lora_adapter", {"lora_name": support[0].ref, "lora_path": str(substitute),
+                                                   "load_inplace": True}),
+                       ("/v1/load_lora_adapter", {"lora_name": "../../x", "lora_path": str(substitute)}),
+                       ("/v1/unload_lora_adapter", {"lora_name": support[0].ref})):  # fmt: skip
+        response = httpx.post(url + path, json=body, timeout=30)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "route_not_found"
+    # Nor can a local process go round the front door: vLLM answers its private key alone.
+    direct = httpx.post(f"{vllm_server.state.upstream_url}/v1/load_lora_adapter", timeout=30,
+                        json={"lora_name": "sneaky", "lora_path": str(substitute)})  # fmt: skip
+    assert direct.status_code == 401
+    assert client.chat.completions.create(**ask).choices[0].message.content == before
+    assert "sneaky" not in {m["id"] for m in vllm_server.vllm.models()}

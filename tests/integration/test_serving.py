@@ -77,8 +77,9 @@ def test_new_version_replaces_the_served_one(vllm_server, make_adapter, base_mod
     result = load_adapter(registry, "delta@v2", state)
 
     assert result.replaced == 1
+    assert vllm_server.vllm.served_adapters()["delta"] == str(registry.get("delta@v2").path)
     served = {m.id: m.root for m in client.models.list().data}
-    assert served["delta"] == str(registry.get("delta@v2").path)
+    assert served["delta"] == "delta"  # clients see names, never the store's paths
     assert _chat(client, "delta") != first
     unload_adapter(registry, "delta", state)
 

@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from lorastack.serve.cli import stats_rows
+from lorastack.serve.front_door.metrics import Metrics
 
 
 def _front_door_metrics() -> str:
-    """Metrics text made by prometheus_client with the front door's metric names and labels (its Metrics class in
-    lorastack.serve.front_door), recording requests the way it accounts for one."""
-    registry = CollectorRegistry()
-    labels = ("alias", "version")
-    requests = Counter("lorastack_requests", "Inference requests", (*labels, "status"), registry=registry)
-    errors = Counter("lorastack_errors", "Failed requests", (*labels, "reason"), registry=registry)
-    prompt = Counter("lorastack_prompt_tokens", "Prompt tokens", labels, registry=registry)
-    completion = Counter("lorastack_completion_tokens", "Completion tokens", labels, registry=registry)
-    latency = Histogram("lorastack_request_seconds", "Total request time", labels, registry=registry)
-    ttft = Histogram("lorastack_time_to_first_token_seconds", "Time to first token", labels, registry=registry)
-    responses = Counter("lorastack_http_responses", "Every response", ("route", "status"), registry=registry)
-
-    def account(alias: str, version: str, status: int, seconds: float = 0.0, usage=(0, 0)) -> None:
-        requests.labels(alias, version, str(status)).inc()
-        responses.labels("/v1/chat/completions", str(status)).inc()
-        if status != 200:
-            errors.labels(alias, version, f"http_{status}").inc()
-            return
-        latency.labels(alias, version).observe(seconds)
-        ttft.labels(alias, version).observe(seconds / 2)
-        prompt.labels(alias, version).inc(usage[0])
-        completion.labels(alias, version).inc(usage[1])
-
+    """The text of the front door's own Metrics, after it accounted requests as it does for each one."""
+    metrics = Metrics()
     for seconds in (0.2, 0.4, 0.6):
-        account("support", "support@v1", 200, seconds, (10, 5))
-    account("support", "support@v1", 500)
-    account("support", "support@v1", 499)
-    account("support", "support@v2", 200, 1.0, (7, 3))
-    account("default", "tools-demo@v1", 502)
-    return generate_latest(registry).decode()
+        metrics.account(("support", "support@v1"), 200, seconds, seconds / 2, {"prompt_tokens": 10, "completion_tokens": 5})
+    metrics.account(("support", "support@v1"), 500, 0, 0, None)
+    metrics.account(("support", "support@v1"), 499, 0, 0, None)
+    metrics.account(("support", "support@v2"), 200, 1.0, 0.5, {"prompt_tokens": 7, "completion_tokens": 3})
+    metrics.account(("default", "tools-demo@v1"), 502, 0, 0, None)
+    metrics.responses.labels("/v1/chat/completions", "200").inc()
+    return metrics.render().decode()
 
 
 def test_stats_count_every_request_and_the_failed_ones_as_errors() -> None:
@@ -58,11 +38,9 @@ def test_stats_count_every_request_and_the_failed_ones_as_errors() -> None:
 
 
 def test_stats_of_a_fresh_front_door_are_empty() -> None:
-    registry = CollectorRegistry()
-    Counter("lorastack_requests", "Inference requests", ("alias", "version", "status"), registry=registry)
-    responses = Counter("lorastack_http_responses", "Every response", ("route", "status"), registry=registry)
-    responses.labels("/health", "200").inc()
-    assert stats_rows(generate_latest(registry).decode()) == {}
+    metrics = Metrics()
+    metrics.responses.labels("/health", "200").inc()
+    assert stats_rows(metrics.render().decode()) == {}
 
 
 def test_stats_command_prints_the_sums(monkeypatch: pytest.MonkeyPatch) -> None:
