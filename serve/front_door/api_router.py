@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -51,8 +52,14 @@ def _body(model: type[BaseModel]) -> dict:
 
 
 def build_app(door: FrontDoor) -> FastAPI:
-    app = FastAPI(title="lorastack", docs_url=None, redoc_url=None, openapi_url=None)
     relay = Relay(door.upstream, door.upstream_key, door.routes, door.metrics, door.base_name, door.available)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await relay.close()
+
+    app = FastAPI(title="lorastack", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.relay = relay
 
     @app.get("/health")
@@ -166,7 +173,8 @@ def build_app(door: FrontDoor) -> FastAPI:
     admin("/admin/adapters/load", LoadBody, lambda b: _loaded(door.load(b.ref)))
     admin("/admin/adapters/unload", UnloadBody, lambda b: {"name": b.name, "live": door.unload(b.name)})  # fmt: skip
 
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    @app.api_route("/{path:path}", methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)  # fmt: skip
     async def elsewhere(path: str) -> Response:
         return errors.not_found("/" + path)
 
@@ -175,10 +183,6 @@ def build_app(door: FrontDoor) -> FastAPI:
         # One line in the log, not a traceback per request; the client gets OpenAI's body.
         logger.error("%s %s failed: %r", request.method, request.url.path[:200], exc)
         return errors.error_response(500, "The front door failed on this request.", "server_error", "internal_error")
-
-    @app.on_event("shutdown")
-    async def close() -> None:
-        await relay.close()
 
     def schema() -> dict:
         if app.openapi_schema is None:

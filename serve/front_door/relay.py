@@ -137,7 +137,7 @@ class Relay:
         try:
             status, answer, media_type = await until_done(request, self._fetch(outgoing))
         except ClientGone:
-            self.metrics.account(labels, _CLIENT_GONE, 0, 0, None)
+            self.metrics.account(self.known(target.alias), _CLIENT_GONE, 0, 0, None)
             return Response(status_code=_CLIENT_GONE)
         except httpx.TransportError:
             self.metrics.account(self.known(target.alias), 503, 0, 0, None)
