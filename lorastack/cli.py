@@ -19,6 +19,11 @@ from lorastack.errors import LorastackError
 from lorastack.evaluation import Endpoint, EvalRequirement
 from lorastack.report import show_progress
 
+if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+    # Piped or captured output is laid out for 80 columns by rich, which cuts long option names and table cells
+    # short ("--tensor-parallel-si…", "tools…"); a file has no width to respect. Set before any console exists.
+    os.environ["COLUMNS"] = "160"
+
 app = typer.Typer(
     name="lorastack",
     help="Fine-tune, serve and use LoRA adapters on one base model, behind an OpenAI-compatible API.",

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from rich.console import Console
+from rich.table import Column, Table
 from rich.text import Text
 
 _STYLES = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}
@@ -45,3 +46,8 @@ def show_progress(verbose: bool = False, console: Console | None = None) -> None
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
+
+
+def folding_table(*columns: str) -> Table:
+    """A table whose cells fold rather than cut names short ("tools…") when the output is narrow or piped."""
+    return Table(*(Column(name, overflow="fold") for name in columns))

@@ -9,19 +9,19 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from lorastack.serve.config import ServeConfig
+from lorastack.serve.loading import load_adapter, unload_adapter
+from lorastack.serve.promote import promote, rollback
+from lorastack.serve.registry import Registry, parse_ref
+from lorastack.serve.state import current_server
 from rich.console import Console
-from rich.table import Table
 
+from lorastack.access import DEFAULT_ALIAS
 from lorastack.errors import NotFound, ServerError
 from lorastack.evaluation import PROMOTION_MIN_ACCURACY, EvalRequirement, Evaluator
 from lorastack.models import resolve_base_model
 from lorastack.options import config_options
-from lorastack.serve.config import ServeConfig
-from lorastack.serve.loading import load_adapter, unload_adapter
-from lorastack.serve.promote import promote, rollback
-from lorastack.access import DEFAULT_ALIAS
-from lorastack.serve.registry import Registry, parse_ref
-from lorastack.serve.state import current_server
+from lorastack.report import folding_table
 
 console = Console()
 adapters = typer.Typer(help="Register adapters and load them into the running server.", no_args_is_help=True)
@@ -88,10 +88,11 @@ def list_() -> None:
     aliases: dict[str, list[str]] = {}
     for alias, target in registry.aliases().items():
         aliases.setdefault(target.ref, []).append(alias)
-    table = Table("name", "version", "loaded", "aliases", "rank", "alpha", "base model", "created", "sha256")
+    table = folding_table("name", "version", "loaded", "aliases", "rank", "alpha", "base model", "created", "sha256")
     for a in rows:
+        served = "yes" if loaded.get(a.name) == a.version else ("via alias" if a.ref in aliases else "")
         table.add_row(
-            a.name, f"v{a.version}", "yes" if loaded.get(a.name) == a.version else "",
+            a.name, f"v{a.version}", served,
             ", ".join(aliases.get(a.ref, [])),
             str(a.card["rank"]), f"{a.card['alpha']:g}", a.card["base_model"], a.created, a.sha256[:12],
         )  # fmt: skip
@@ -221,7 +222,7 @@ def stats() -> None:
     if not rows:
         console.print("No requests yet.")
         return
-    table = Table("alias", "version", "requests", "errors", "prompt tok", "completion tok", "mean s", "mean TTFT s")
+    table = folding_table("alias", "version", "requests", "errors", "prompt tok", "completion tok", "mean s", "mean TTFT s")
     for (alias, version), r in sorted(rows.items()):
         table.add_row(
             alias, version or "-", f"{r['requests']:.0f}", f"{r['errors']:.0f}", f"{r['prompt_tokens']:.0f}",

@@ -13,10 +13,14 @@ from dataclasses import dataclass
 import httpx
 
 from lorastack.access import Role, env_key
-from lorastack.errors import NotFound, ServerError, error_classes, error_for
+from lorastack.errors import NotFound, ServerError, Unauthorized, error_classes, error_for
 from lorastack.evaluation import EvalRequirement
 
 _DEFAULT = object()
+_KEY_HINT = (
+    "Set LORASTACK_ADMIN_KEY (admin commands: load, promote, stats...) or LORASTACK_API_KEY (ask, chat) to a key "
+    "from `lorastack keys create --role admin|inference`."
+)
 
 
 @dataclass
@@ -124,7 +128,8 @@ def _raise_for(response: httpx.Response, action: str) -> None:
     except (ValueError, KeyError, TypeError, AttributeError):
         message, code = response.text.strip() or response.reason_phrase, None
     if isinstance(code, str) and code in error_classes():
-        raise error_for(code, message)
+        hint = _KEY_HINT if code == Unauthorized.code else None
+        raise error_for(code, message, hint)
     if response.status_code == 404:
         raise NotFound(f"The server could not {action}: {message}")
     raise ServerError(f"The server could not {action} (HTTP {response.status_code}): {message}")

@@ -153,12 +153,18 @@ class VLLMProcess:
             )  # fmt: skip
         logger.debug("vLLM started (pid %s), log in %s", self.process.pid, self.log_path)
 
-    def wait_healthy(self, timeout: float) -> None:
-        """Block until /health answers 200; raise with the log's tail if vLLM exits or takes too long."""
+    def wait_healthy(self, timeout: float, report_every: float = 15) -> None:
+        """Block until /health answers 200; raise with the log's tail if vLLM exits or takes too long. Every
+        ``report_every`` seconds, say that it is still starting, for how long, and where its log is."""
         assert self.process is not None
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline, next_report = started + timeout, started + report_every
         with httpx.Client(timeout=2) as client:
             while time.monotonic() < deadline:
+                if time.monotonic() >= next_report:
+                    logger.info("Still waiting for vLLM to load the model and start (%.0f s so far; its log: %s)",
+                                time.monotonic() - started, self.log_path)  # fmt: skip
+                    next_report += report_every
                 if self.process.poll() is not None:
                     raise ServerError(
                         f"vLLM exited with code {self.process.returncode} while starting:\n{self.log_tail()}",

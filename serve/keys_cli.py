@@ -9,12 +9,12 @@ import os
 from typing import Optional
 
 import typer
+from lorastack.serve.keys import ENV_KEYS, KeyStore, Role, parse_role
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from lorastack.errors import LorastackError
-from lorastack.serve.keys import ENV_KEYS, KeyStore, Role, parse_role
+from lorastack.report import folding_table
 
 console = Console()
 err = Console(stderr=True)
@@ -52,7 +52,7 @@ def list_() -> None:
     if not rows:
         console.print("No API keys stored. Create one with: lorastack keys create --role inference")
     else:
-        table = Table("id", "role", "label", "created")
+        table = folding_table("id", "role", "label", "created")
         for k in rows:
             table.add_row(k.id, k.role, escape(k.label), k.created)
         console.print(table)

@@ -148,7 +148,8 @@ def start_server(
         upstream_key = secrets.token_urlsafe(32)  # vLLM's own key, new at every start, known to this process only
         argv, env = vllm_command(inner, base, device, max_rank, tool_parser, api_key=upstream_key)
         process = VLLMProcess(argv, env, upstream, registry.home / "logs" / f"vllm-{config.port}.log")
-        logger.info("Starting vLLM (%s) on %s, max LoRA rank %s...", device, base.name, max_rank)
+        logger.info("Starting vLLM (%s) on %s, max LoRA rank %s (a minute or more; its log: %s)...", device,
+                    base.name, max_rank, process.log_path)  # fmt: skip
         process.start()
     state = ServerState(
         url=config.url, pid=os.getpid(), base_name=base.name, base_path=base.path, base_source=base.source,

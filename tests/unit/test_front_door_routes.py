@@ -12,7 +12,7 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from lorastack.errors import AdapterRejected, NotFound
+from lorastack.errors import AdapterRejected, NotFound, Unauthorized
 from lorastack.serve.client import _raise_for
 from lorastack.serve.front_door import FrontDoor, Routes
 from lorastack.serve.keys import KeyStore, Role
@@ -223,3 +223,13 @@ def test_openapi_document_needs_a_key_once_keys_exist(front_door: FrontDoor) -> 
     _, inference = KeyStore().create(Role.inference)
     assert local.get("/openapi.json").status_code == 401
     assert local.get("/openapi.json", headers={"Authorization": f"Bearer {inference}"}).status_code == 200
+
+
+def test_a_missing_key_is_a_typed_401_that_names_the_variables(front_door: FrontDoor) -> None:
+    """Regression: after `lorastack keys create`, a command without the key died in a traceback ending in 401."""
+    KeyStore().create(Role.admin)
+    response = _local(front_door).post("/admin/adapters/load", json={"ref": "tools"})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    with pytest.raises(Unauthorized) as refused:
+        _raise_for(response, "load tools")
+    assert "LORASTACK_ADMIN_KEY" in str(refused.value) and "lorastack keys create" in str(refused.value)
