@@ -63,6 +63,34 @@ _FAMILIES = {"llama", "mistral", "qwen2", "qwen3"}
 _MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 
 
+SHIPPED_CONFIGS = Path(__file__).parent / "model_configs"
+"""config.json of the hub models the shipped recipes name, as ``<org>--<name>.json`` (the hub's own files)."""
+
+
+def shipped_config(hub_id: str) -> Path | None:
+    """The config.json lorastack ships for ``hub_id``, if any: a released model's config does not change."""
+    file = SHIPPED_CONFIGS / (hub_id.replace("/", "--") + ".json")
+    return file if "/" in hub_id and file.is_file() else None
+
+
+def _hub_config(hub_id: str) -> Path:
+    """config.json of ``hub_id`` from the local hub cache, else downloaded (the cache first: no network wait)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(hub_id, "config.json", local_files_only=True))
+    except Exception:  # not cached (or a wrong id): ask the hub
+        pass
+    try:
+        return Path(hf_hub_download(hub_id, "config.json"))
+    except Exception as exc:  # offline, gated or a wrong id: all leave us without the shape
+        raise LorastackError(
+            f"Could not read config.json of {hub_id} from the Hugging Face hub ({exc}).",
+            "Check the id, your network and HF_TOKEN, or download the model (or just its config.json) into a "
+            "folder and pass that folder as base_model.",
+        ) from exc
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """The sizes of a dense Llama-style decoder (Llama, Mistral, Qwen2/3) that decide its training memory."""
@@ -131,7 +159,8 @@ class ModelShape:
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str) -> ModelShape:
-        """Read only config.json: from a local model folder, or downloaded from the Hugging Face hub."""
+        """Read only config.json: from a local model folder, the copy lorastack ships for the hub ids its recipes
+        name (:data:`SHIPPED_CONFIGS`, so planning them needs no network), the hub cache, or the hub."""
         path = Path(path_or_hub_id).expanduser()
         if path.is_dir():
             file, name = path / "config.json", path.name
@@ -139,16 +168,10 @@ class ModelShape:
                 raise NotFound(f"{path} has no config.json.", "Point at the folder that holds the model's config.json.")
         elif path_or_hub_id.startswith((".", "/", "~")) or path_or_hub_id.count("/") > 1:
             raise NotFound(f"Model folder {path_or_hub_id} does not exist.", "Check the path, or give a hub id.")
+        elif (shipped := shipped_config(path_or_hub_id)) is not None:
+            file, name = shipped, path_or_hub_id
         else:
-            from huggingface_hub import hf_hub_download
-
-            try:
-                file, name = Path(hf_hub_download(path_or_hub_id, "config.json")), path_or_hub_id
-            except Exception as exc:  # offline, gated or a wrong id: all leave us without the shape
-                raise LorastackError(
-                    f"Could not read config.json of {path_or_hub_id} from the Hugging Face hub ({exc}).",
-                    "Check the id, your network and HF_TOKEN, or download the model and pass its folder.",
-                ) from exc
+            file, name = _hub_config(path_or_hub_id), path_or_hub_id
         try:
             raw = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
