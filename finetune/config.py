@@ -112,7 +112,8 @@ class TrainConfig(BaseModel):
     of the Ampere generation or newer, and the flash-attn package) runs padding-free batches as one flat row
     with no padding at all; sdpa packs them into rows kept apart by a mask."""
     output_dir: Path = Path("runs/adapter")
-    """Run folder: checkpoints/, the final adapter/ with its card, loss_curve.png."""
+    """Run folder: checkpoints/, the final adapter/ with its card, loss_curve.png. Relative to the current directory
+    (data paths in a recipe are relative to the recipe's folder)."""
     data: DataConfig
     """Training data (see the data.* fields)."""
     lora: LoraSettings = LoraSettings()
@@ -143,8 +144,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+RECIPE_RELATIVE = (("data", "path"), ("data", "chat_template"))
+"""Paths a recipe file names relative to its own folder, so data shipped beside a recipe is found from anywhere.
+``output_dir`` is not among them: like torchtune and axolotl, a run lands relative to where it is started."""
+
+
+def _anchor_paths(raw: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Make the recipe's relative :data:`RECIPE_RELATIVE` paths relative to ``folder`` (the recipe's)."""
+    for section, key in RECIPE_RELATIVE:
+        node = raw.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            node[key] = str(folder / value)
+    return raw
+
+
 def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """Read a YAML recipe (or nothing) and apply overrides; errors name the file and the field."""
+    """Read a YAML recipe (or nothing) and apply overrides; errors name the file and the field.
+
+    The recipe's own data paths (:data:`RECIPE_RELATIVE`) are relative to the recipe's folder; ``output_dir`` and
+    every ``KEY=VALUE`` override are relative to the current directory."""
     raw: dict[str, Any] = {}
     if path is not None:
         if not path.is_file():
@@ -155,6 +174,7 @@ def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConf
             raise LorastackError(f"{path} is not valid YAML: {exc}".replace("\n", " "), "Fix the file.") from None
         if not isinstance(raw, dict):
             raise LorastackError(f"{path} must hold a mapping of settings.", "See the recipes in finetune/recipes/.")
+        raw = _anchor_paths(raw, path.parent)
     raw = apply_overrides(raw, list(overrides))
     try:
         return TrainConfig.model_validate(raw)

@@ -13,7 +13,8 @@ class DataConfig(BaseModel):
 
     path: Path | None = None
     """Local training data: a .jsonl file (one conversation per line) or a .json file holding a list of them.
-    Every row is checked before training starts."""
+    Every row is checked before training starts. In a recipe, relative to the recipe's folder; as a KEY=VALUE
+    override, relative to the current directory."""
     dataset: str | None = None
     """Instead of path: a Hugging Face dataset id (e.g. HuggingFaceH4/no_robots), or a datasets builder such as
     json or parquet together with data_files."""
@@ -36,7 +37,8 @@ class DataConfig(BaseModel):
     token are dropped and counted)."""
     chat_template: Path | None = None
     """A Jinja chat template file to render the data with; use the one the adapter will be served with. Unset: the
-    model's own, except for the embedded default, which gets lorastack's tool-aware ChatML template."""
+    model's own, except for the embedded default, which gets lorastack's tool-aware ChatML template. Relative paths
+    as for data.path."""
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     """Share of rows held out for evaluation (0 = no eval split). Chosen by a seeded hash of each row's content,
     so the split is the same on every run and a duplicated row never lands on both sides."""
