@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lorastack.finetune.config import field_docs, load_train_config
@@ -14,10 +16,15 @@ from lorastack.finetune.synth.generate import SynthConfig
 from lorastack.options import config_options
 
 console = Console()
+err_console = Console(stderr=True)
+
+INTERRUPTED = 130
+"""Exit status of a run stopped with Ctrl-C (128 + SIGINT), as shells report it."""
 
 
 def _fields_help() -> str:
-    rows = "\n\n".join(f"{name} (default {default}): {doc}" for name, default, doc in field_docs())
+    # Escaped: help is rich markup, where "[q_proj, v_proj]" would read as a style tag and vanish.
+    rows = "\n\n".join(escape(f"{name} (default {default}): {doc}") for name, default, doc in field_docs())
     return f"Config fields (YAML keys; override any with KEY=VALUE, e.g. lora.r=32):\n\n{rows}"
 
 
@@ -38,13 +45,23 @@ def train(
     """Train a LoRA/QLoRA adapter from a recipe; the adapter and its card land in output_dir/adapter."""
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
-    settings = load_train_config(*_split(config, overrides))
+    recipe, settings_given = _split(config, overrides)
+    settings = load_train_config(recipe, settings_given)
     # torch and transformers: only once the config is sound
-    from lorastack.finetune.progress import RichProgress
+    from lorastack.finetune.measure import describe_metrics
+    from lorastack.finetune.progress import progress_for
     from lorastack.finetune.trainer import train as run
 
-    result = run(settings, resume=resume, callbacks=[RichProgress(console)])
-    console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: " + ", ".join(f"{k} {v}" for k, v in result.metrics.items()))
+    progress = progress_for(err_console)
+    try:
+        result = run(settings, resume=resume, callbacks=[progress])
+    except KeyboardInterrupt:
+        progress.close()
+        flags = [*(["--register", register] if register else []), *(["--load"] if load else [])]
+        hint = _resume_hint(recipe, [*settings_given, *flags], settings.output_dir)
+        err_console.print(hint, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(INTERRUPTED) from None
+    console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: {escape(describe_metrics(result.metrics))}")
     if register:
         # the registry's SQLite and file checks: only for --register
         from lorastack.serve.loading import load_adapter
@@ -57,6 +74,18 @@ def train(
         if load:
             loaded = load_adapter(registry, adapter.ref, current_server(registry.home))
             console.print(f"Loaded {adapter.ref}." if loaded.live else "No server is running: it loads at the next start.")
+
+
+def _resume_hint(recipe: Path | None, arguments: list[str], output_dir: Path) -> str:
+    """What an interrupted run says: the command that continues it, as the user gave it, with --resume (or, with no
+    checkpoint written yet, the command that starts it again)."""
+    from lorastack.finetune.trainer import last_checkpoint
+
+    command = shlex.join(["lorastack", "train", *([str(recipe)] if recipe else []), *arguments])
+    checkpoint = last_checkpoint(output_dir)
+    if checkpoint is None:
+        return f"Interrupted before the first checkpoint (training.save_steps): start again with: {command}"
+    return f"Interrupted; {Path(checkpoint).name} is saved. Continue with: {command} --resume"
 
 
 train.__doc__ = f"{train.__doc__}\n\n{_fields_help()}"
@@ -92,7 +121,7 @@ def export(
     if not merge:
         raise typer.BadParameter("only --merge is supported")
     path = export_merged(adapter, out, base_model)
-    console.print(f"Merged model written to [bold]{path}[/].")
+    console.print(f"Merged model written to [bold]{escape(str(path))}[/].")
 
 
 data = typer.Typer(help="Make training data.", no_args_is_help=True)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+from lorastack import __version__
 from lorastack.errors import AlreadyExists
 from lorastack.models import BaseModel, resolve_base_model, resolve_recorded_base
 from lorastack.serve.compatibility import CONFIG_FILE, inspect_adapter
+from lorastack.serve.registry import TRAINING_CARD
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,27 @@ def export_merged(ref: str, out: Path, base_model: str | None = None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     merged.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
+    copy_card(adapter_dir, partial, base.name)
     if out.exists():
         out.rmdir()
     partial.rename(out)
     return out
+
+
+def copy_card(adapter_dir: Path, out: Path, base_name: str) -> None:
+    """Give merged model folder ``out`` the adapter's training card (``training_card.json`` with a ``merged`` entry
+    saying so) and README.md (with a line saying so), where the adapter has them."""
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    card_file = adapter_dir / TRAINING_CARD
+    if card_file.is_file():
+        card = json.loads(card_file.read_text())
+        card["merged"] = {"into": base_name, "from_adapter": str(adapter_dir.resolve()), "created": when,
+                          "lorastack_version": __version__}  # fmt: skip
+        (out / TRAINING_CARD).write_text(json.dumps(card, indent=2) + "\n")
+    readme = adapter_dir / "README.md"
+    if readme.is_file():
+        note = (f"Merged into the base weights of {base_name} by `lorastack export` (lorastack {__version__}, {when}): "
+                "this folder is a plain model, served without LoRA; the LoRA details above describe its training.")
+        # The adapter's "Serve it: lorastack adapters register ..." line does not apply to a merged model.
+        kept = [line for line in readme.read_text().splitlines() if not line.startswith("Serve it:")]
+        (out / "README.md").write_text("\n".join(kept).rstrip("\n") + "\n\n" + note + "\n")

@@ -11,13 +11,20 @@ from lorastack.finetune.measure import TokenCounter
 
 
 def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
-    """A ``Trainer`` subclass that reports each training batch to ``counter`` (and its tokens/s with every loss it
+    """A ``Trainer`` subclass that prints nothing itself, reports each training batch to ``counter`` (and its tokens/s with every loss it
     logs, as ``tokens_per_second``), takes the collators'
     :data:`NUM_TOKENS` out of every batch before the model sees it, and, with ``chunked_loss``, computes the
     loss with :func:`lorastack.finetune.loss.chunked_cross_entropy` wherever :meth:`uses_chunked_loss` says it can."""
-    from transformers import Trainer
+    from transformers import PrinterCallback, ProgressCallback, Trainer
 
     class LorastackTrainer(Trainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # transformers adds a printer of its own: with disable_tqdm one that prints every log as a raw dict on
+            # stdout, else tqdm bars. Progress is the caller's to show (the callbacks it passes).
+            self.remove_callback(PrinterCallback)
+            self.remove_callback(ProgressCallback)
+
         def uses_chunked_loss(self) -> bool:
             """Whether losses are computed in chunks: asked for, a model :func:`split_head` accepts, and one
             process on one device (a DDP or DataParallel wrapper must run its own forward), no label smoothing

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 
 from lorastack.finetune.data.collate import count_tokens
+
+WARMUP_STEPS = 3
+"""Steps left out of the steady tokens/s (compilation, allocator growth)."""
 
 
 class TokenCounter(TrainerCallback):
@@ -38,16 +42,36 @@ class TokenCounter(TrainerCallback):
         end, tokens = self.marks[-1] if self.marks else (time.perf_counter(), self.tokens)
         return (tokens - self.tokens_at_start) / max(end - self.started, 1e-9)
 
-    def steady_tokens_per_second(self, warmup: int = 3) -> float | None:
+    def steady_tokens_per_second(self, warmup: int = WARMUP_STEPS) -> float | None:
         """Median tokens/s of single steps after ``warmup`` steps (compilation, allocator growth), as the
-        GPU probe measures it; None for runs too short to tell."""
+        GPU probe measures it; None for runs too short to tell (``warmup`` + 1 steps or fewer)."""
         steps = zip(self.marks[warmup:], self.marks[warmup + 1 :])
         rates = sorted((n1 - n0) / (t1 - t0) for (t0, n0), (t1, n1) in steps if t1 > t0)
         return rates[len(rates) // 2] if rates else None
 
 
+def describe_metrics(metrics: dict) -> str:
+    """The run's metrics as one line for people: ``name value`` pairs, and why a usual one is missing."""
+    parts = [f"{name} {value}" for name, value in metrics.items() if value is not None]
+    if metrics.get("steady_tokens_per_second") is None:
+        parts.append(f"steady_tokens_per_second n/a (needs more than {WARMUP_STEPS + 1} steps in the run)")
+    return ", ".join(parts)
+
+
 def plot_loss_curve(log_history: list[dict], path: Path) -> Path | None:
     """Train (and eval) loss against steps, as a PNG. None if nothing was logged."""
+    fig = loss_figure(log_history)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def loss_figure(log_history: list[dict]) -> Any:
+    """The matplotlib figure of :func:`plot_loss_curve` (None if nothing was logged)."""
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
     if not train and not evals:
@@ -59,7 +83,8 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     if train:
-        ax.plot(*zip(*train), label="train loss")
+        # Markers: a run with one logged step draws no line, and a curve of a few points shows where they are.
+        ax.plot(*zip(*train), marker="o" if len(train) <= 50 else None, markersize=3, label="train loss")
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss")
     ax.set_xlabel("step")
@@ -67,6 +92,4 @@ def plot_loss_curve(log_history: list[dict], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig

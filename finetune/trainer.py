@@ -58,6 +58,11 @@ def _existing_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
+def last_checkpoint(output_dir: Path) -> str | None:
+    """The checkpoint ``--resume`` would continue from in run folder ``output_dir`` (None if there is none)."""
+    return _existing_checkpoint(output_dir / "checkpoints")
+
+
 def _sampling(group_by_length: bool) -> dict[str, Any]:
     """The train sampler argument: train_sampling_strategy in recent transformers, group_by_length before it."""
     from transformers import TrainingArguments
@@ -116,7 +121,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     """
     out = config.output_dir
     checkpoints = out / "checkpoints"
-    last = _existing_checkpoint(checkpoints)
+    last = last_checkpoint(out)
     if resume and last is None:
         raise LorastackError(f"--resume: no checkpoint in {checkpoints}.", "Start the run without --resume.")
     if not resume and last is not None:
@@ -166,6 +171,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
         "non_padding_tokens": counter.tokens,
         "steady_tokens_per_second": _rounded(counter.steady_tokens_per_second()),
     }
+    metrics = {name: value for name, value in metrics.items() if value is not None}  # too short a run to tell
     if eval_set is not None:
         metrics["eval_loss"] = round(_final_eval_loss(trainer), 4)
     metrics.update(_peak_memory(choices))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,6 +101,8 @@ def test_merge_gives_the_adapted_model(trained, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     merged_dir = export_merged(str(trained.adapter_dir), tmp_path / "merged")
+    card = json.loads((merged_dir / "training_card.json").read_text())  # the training card goes along
+    assert card["metrics"]["steps"] == 8 and "merged" in card and (merged_dir / "README.md").is_file()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
     ids = torch.tensor([[1, 504, 3458, 282, 4649, 314]])
     trained.model.eval()
@@ -128,7 +131,9 @@ def test_existing_run_is_not_overwritten(trained) -> None:
         train(config)
 
 
-def test_kill_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+def test_interrupt_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) ends with exit 130 and the command to resume, no traceback; a run piped to a file shows a
+    progress line per logging step and no raw dicts; --resume continues from the checkpoint."""
     out = tmp_path / "run"
     args = [sys.executable, "-m", "lorastack.cli", "train", *TINY, f"output_dir={out}", "training.max_steps=6",
             "training.save_steps=2"]  # fmt: skip
@@ -139,17 +144,20 @@ def test_kill_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
         assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
         time.sleep(0.2)
     time.sleep(0.5)  # let the checkpoint finish writing
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130
     assert not (out / "adapter").exists()
+    first_log = (tmp_path / "first.log").read_text()
+    assert "Traceback" not in first_log and "{'loss'" not in first_log, first_log[-2000:]
+    assert first_log.strip().splitlines()[-1].endswith(" training.save_steps=2 --resume"), first_log[-2000:]
+    assert "Continue with: lorastack train " in first_log and "step 2/6  loss " in first_log
 
     again = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, COLUMNS="200"))  # fmt: skip
 
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming from checkpoint-" in again.stderr  # progress lines go to stderr (lorastack.report)
-    import json
-
+    assert "step 6/6  loss " in again.stderr and "{'" not in again.stdout + again.stderr
     card = json.loads((out / "adapter" / "training_card.json").read_text())
     assert card["metrics"]["steps"] == 6
 
