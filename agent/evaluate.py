@@ -281,8 +281,13 @@ def reports_json(reports: Sequence[EvalReport]) -> dict[str, Any]:
     return {"models": [r.to_dict() for r in reports]}
 
 
-def write_chart(reports: Sequence[EvalReport], path: Path) -> Path:
-    """A PNG bar chart of accuracy per kind (and overall), one bar per model in each group."""
+CHART_HEADROOM = 1.08
+"""The chart's y-axis ends at this times 100%, so a full bar's label fits; its ticks stop at 100%."""
+
+
+def chart_figure(reports: Sequence[EvalReport]) -> Any:  # a matplotlib Figure
+    """The bar chart of accuracy per kind (and overall), one bar per model in each group. The y-axis stops at
+    100% (its ticks too): the headroom above it holds the bars' labels, and the legend sits below the plot."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must come before pyplot
@@ -290,7 +295,8 @@ def write_chart(reports: Sequence[EvalReport], path: Path) -> Path:
 
     kinds = list(dict.fromkeys(k for r in reports for k in r.per_kind())) + ["overall"]
     width = 0.8 / len(reports)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(kinds) * max(1, len(reports) / 2)), 3.6))
+    size = (max(4.0, 1.4 * len(kinds) * max(1, len(reports) / 2)), 3.8)
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
     for i, report in enumerate(reports):
         values = {**report.per_kind(), "overall": report.accuracy}
         xs = [k + (i - (len(reports) - 1) / 2) * width for k in range(len(kinds))]
@@ -298,10 +304,19 @@ def write_chart(reports: Sequence[EvalReport], path: Path) -> Path:
         ax.bar_label(bars, [f"{100 * values[k]:.0f}" if k in values else "" for k in kinds], fontsize=8)
     ax.set_xticks(range(len(kinds)), kinds)
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 120)  # room for the legend above the 100% bars
-    ax.legend(loc="upper left", ncols=len(reports), fontsize=8)
+    ax.set_ylim(0, 100 * CHART_HEADROOM)  # room for the "100" label over a full bar, no more
+    ax.set_yticks(range(0, 101, 20))
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=len(reports), fontsize=8, frameon=False)
     ax.set_title("Agent accuracy per kind")
-    fig.tight_layout()
+    return fig
+
+
+def write_chart(reports: Sequence[EvalReport], path: Path) -> Path:
+    """Write :func:`chart_figure` to ``path`` as a PNG."""
+    fig = chart_figure(reports)
+    import matplotlib.pyplot as plt  # after chart_figure chose the Agg backend
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

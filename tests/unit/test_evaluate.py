@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from lorastack.agent.evaluate import (
     MAX_NEW_NUMBERS,
     EvalItem,
     EvalReport,
+    chart_figure,
     evaluate,
     load_items,
     normalize,
@@ -172,6 +174,26 @@ def test_chart_is_written(tmp_path: Path) -> None:
     path = write_chart([a, b], tmp_path / "out" / "chart.png")
 
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_charts_y_axis_stops_at_100_percent() -> None:
+    """Pins a fix: the y-axis went to 120% (room for the legend), so a perfect score looked short of the top."""
+    import matplotlib.pyplot as plt
+
+    a = evaluate(ITEMS, run_scripted, model="adapter")
+    perfect = EvalReport("perfect", [replace(r, correct=True) for r in a.results])
+    fig = chart_figure([a, perfect])
+    try:
+        (ax,) = fig.axes
+        low, high = ax.get_ylim()
+        assert low == 0 and 100 <= high <= 110  # a little headroom for the "100" label over a full bar
+        ticks = list(ax.get_yticks())
+        assert ticks[0] == 0 and ticks[-1] == 100
+        assert max(bar.get_height() for bar in ax.patches) == 100
+        legend = ax.get_legend()
+        assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["adapter", "perfect"]
+    finally:
+        plt.close(fig)
 
 
 # -- the eval set --------------------------------------------------------------------------------------------
