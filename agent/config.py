@@ -12,13 +12,15 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
     base_url: str | None = None
-    """Any OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the running lorastack server, or a
-    temporary one on the embedded default model."""
+    """Any OpenAI-compatible endpoint (e.g. http://host:8000/v1). Unset: the running lorastack server, found
+    through LORASTACK_HOME/server.json (written by `lorastack serve`), or a temporary one on the embedded default
+    model."""
     api_key: str | None = None
-    """API key for --base-url (default: $OPENAI_API_KEY)."""
+    """API key for --base-url (default: $LORASTACK_API_KEY or $LORASTACK_ADMIN_KEY for a lorastack server,
+    else $OPENAI_API_KEY)."""
     model: str | None = None
     """Model name at the endpoint. Unset: the lorastack server's default alias (the bundled tools-demo adapter
-    on the embedded model), else its base model; or the endpoint's first model."""
+    on the embedded model), else its base model; at a foreign --base-url, the endpoint's first model."""
     adapter: str | None = None
     """A lorastack adapter to answer with (its registered name); the same as --model NAME."""
     tool_mode: Literal["auto", "native", "react"] = "auto"
@@ -32,8 +34,9 @@ class AgentConfig(BaseModel):
     """Longest model reply per step, in tokens."""
     temperature: float = Field(0.0, ge=0)
     """Sampling temperature (0: deterministic)."""
-    search: Literal["web", "local"] = "web"
-    """Search backend: web (DuckDuckGo) or local (an index built with `lorastack index DIR`)."""
+    search: Literal["auto", "web", "local"] = "auto"
+    """Search backend: web (DuckDuckGo), local (an index built with `lorastack index DIR`), or auto: local when
+    that index exists and holds documents, else web."""
     index: Path | None = None
     """Local search index folder (default: the one `lorastack index` writes)."""
 

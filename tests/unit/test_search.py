@@ -486,3 +486,89 @@ def test_search_options_come_from_the_config(cli: typer.Typer, corpus: Path, tmp
 
     too_many = runner.invoke(cli, ["search", "owl", "--backend", "local", "-n", "11"])
     assert too_many.exit_code != 0 and "less than or equal to 10" in str(too_many.exception)
+
+
+# -- auto: the local index when there is one, else the web --------------------------------------------------
+
+
+@pytest.fixture
+def choices() -> list[str]:
+    """The INFO lines that say which backend auto chose (read from the module's logger itself: the CLI root makes
+    the lorastack logger stop propagating, so the root's caplog may not see them)."""
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("lorastack.tools.search.tool")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def test_auto_is_the_default_of_the_agent_and_of_search() -> None:
+    from lorastack.agent.config import AgentConfig
+
+    assert SearchConfig().backend == "auto" and AgentConfig().search == "auto"
+
+
+def test_auto_searches_the_web_without_an_index_and_says_so_once(tmp_path: Path, choices: list[str]) -> None:
+    from lorastack.tools.search.tool import DESCRIPTIONS
+
+    tool = make_search_tool(SearchConfig(index_dir=tmp_path / "never-built"))
+    tool.invoke({"query": "capital of Australia"})
+    tool.invoke({"query": "capital of Peru"})
+
+    assert tool.description == DESCRIPTIONS["web"]
+    assert choices == [f"Searching the web (--search auto: no local index with documents at {tmp_path / 'never-built'})."]
+    assert not (tmp_path / "never-built").exists()  # looking does not create an index
+
+
+def test_auto_searches_the_local_index_when_it_holds_documents(
+    corpus: Path, tmp_path: Path, choices: list[str]
+) -> None:
+    config = SearchConfig(index_dir=tmp_path / "index")
+    LocalIndex(config.index_path).update(corpus)
+
+    tool = make_search_tool(config)
+    observation = tool.invoke({"query": "which owl hunts voles"})
+    tool.invoke({"query": "capital of Zorbia"})
+
+    assert "user's own documents" in tool.description and "source: birds.html" in observation
+    assert choices == [f"Searching the local index at {tmp_path / 'index'} (--search auto: it holds documents)."]
+
+
+def test_auto_takes_an_empty_or_unreadable_index_for_none(tmp_path: Path) -> None:
+    from lorastack.tools.search import resolve_backend
+
+    empty = tmp_path / "empty-folder"
+    empty.mkdir()
+    LocalIndex(tmp_path / "index").update(empty)
+    assert resolve_backend(SearchConfig(index_dir=tmp_path / "index")).backend == "web"
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "index.sqlite").write_text("not a database")
+    assert resolve_backend(SearchConfig(index_dir=tmp_path / "garbled")).backend == "web"
+    assert resolve_backend(SearchConfig(backend="local", index_dir=tmp_path / "none")).backend == "local"
+
+
+def test_the_agent_finds_the_index_lorastack_index_builds(cli: typer.Typer, corpus: Path, _isolated_home: Path) -> None:
+    """`lorastack index DIR` then `lorastack ask` (default --search auto) searches those documents, no flag needed."""
+    from lorastack.agent.config import AgentConfig
+    from lorastack.agent.session import build_tools
+
+    assert CliRunner().invoke(cli, ["index", str(corpus)]).exit_code == 0
+    search_tool = next(t for t in build_tools(AgentConfig()) if t.name == "search")
+    assert "source: birds.html" in search_tool.invoke({"query": "which owl hunts voles"})
+    web_tool = next(t for t in build_tools(AgentConfig(search="web")) if t.name == "search")
+    assert "DuckDuckGo" in web_tool.description
+
+
+def test_the_search_command_searches_auto_by_default(cli: typer.Typer, corpus: Path, _isolated_home: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["index", str(corpus)]).exit_code == 0
+    found = runner.invoke(cli, ["search", "tawny owl", "-n1"])
+    assert found.exit_code == 0, found.output
+    assert found.output.startswith("1. Night birds › Owls\n")

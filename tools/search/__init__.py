@@ -24,6 +24,7 @@ _EXPORTS = {
     "SearchResult": "results",
     "format_results": "results",
     "make_search_tool": "tool",
+    "resolve_backend": "tool",
     "search": "tool",
     "web_search": "web",
 }

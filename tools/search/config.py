@@ -13,9 +13,9 @@ from lorastack.paths import cache_dir, home_dir
 class SearchConfig(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
-    backend: Literal["web", "local"] = "web"
-    """What the search tool searches: web (DuckDuckGo, through the ddgs package) or local (your documents,
-    indexed with `lorastack index DIR`)."""
+    backend: Literal["auto", "web", "local"] = "auto"
+    """What the search tool searches: web (DuckDuckGo, through the ddgs package), local (your documents,
+    indexed with `lorastack index DIR`), or auto: local when that index exists and holds documents, else web."""
     max_results: int = Field(4, ge=1, le=10)
     """How many results to return."""
     index_dir: Path | None = None

@@ -188,6 +188,19 @@ class LocalIndex:
             _, total = _chunk_counts(db, row[0])
         return IndexReport(folder, self.path, removed=removed, total_chunks=total)
 
+    def has_documents(self) -> bool:
+        """Whether the index exists and holds at least one chunk (read only: nothing is created or migrated)."""
+        if not self.db_path.exists():
+            return False
+        try:
+            db = sqlite3.connect(f"{self.db_path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                return db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return False  # unreadable or not an index: searching it would fail, so it does not count
+
     def folders(self) -> list[Path]:
         """The folders indexed here."""
         if not self.db_path.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
@@ -10,6 +12,8 @@ from lorastack.tools.search.config import SearchConfig
 from lorastack.tools.search.local_index import LocalIndex
 from lorastack.tools.search.results import SearchResult, format_results
 from lorastack.tools.search.web import web_search
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTIONS = {
     "web": (
@@ -32,20 +36,36 @@ class SearchInput(BaseModel):
     query: str = Field(description="A few keywords to search for, e.g. 'capital of Australia'.")
 
 
+def resolve_backend(config: SearchConfig) -> SearchConfig:
+    """``config`` with ``auto`` decided: local when the index at ``config.index_path`` holds documents, else web.
+    The choice is logged at INFO, so decide once (per tool or command), not per query."""
+    if config.backend != "auto":
+        return config
+    if LocalIndex(config.index_path).has_documents():
+        logger.info("Searching the local index at %s (--search auto: it holds documents).", config.index_path)
+        return config.model_copy(update={"backend": "local"})
+    logger.info("Searching the web (--search auto: no local index with documents at %s).", config.index_path)
+    return config.model_copy(update={"backend": "web"})
+
+
 def search(query: str, config: SearchConfig, index: LocalIndex | None = None) -> list[SearchResult]:
-    """Search with ``config.backend``; ``index`` re-uses a loaded local index across calls.
+    """Search with ``config.backend`` (``auto`` decided by :func:`resolve_backend`); ``index`` re-uses a loaded
+    local index across calls.
 
     Raises :class:`LorastackError` subclasses: ``SearchUnavailable`` (web), ``IndexMissing`` (local).
     """
     if not query.strip():
         raise LorastackError("The search query is empty.", "Give a few keywords.")
+    config = resolve_backend(config)
     if config.backend == "web":
         return web_search(query, config)
     return (index or LocalIndex(config.index_path)).search(query, config.max_results)
 
 
 def make_search_tool(config: SearchConfig) -> BaseTool:
-    """The ``search`` tool for an agent. Failures come back as the observation text, never as a crash."""
+    """The ``search`` tool for an agent. Failures come back as the observation text, never as a crash.
+    ``auto`` is decided here, once: the tool's description says which backend it searches."""
+    config = resolve_backend(config)
     index = LocalIndex(config.index_path) if config.backend == "local" else None
 
     def run(query: str) -> str:
