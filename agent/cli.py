@@ -10,6 +10,7 @@ import json
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lorastack.agent.config import AgentConfig
 from lorastack.options import config_options
@@ -55,10 +56,10 @@ def ask(
     from lorastack.agent.session import ask as ask_agent
     from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
-    tools = build_tools(config)
     with open_endpoint(config) as endpoint:
         if not as_json:
-            err.print(f"Asking {endpoint.model}", style="dim", highlight=False)
+            err.print(f"Asking {endpoint.describe}", style="dim", highlight=False, markup=False)
+        tools = build_tools(config)
         on_step = _print_step if steps and not as_json else None
         result = ask_agent(question, endpoint, config, tools, on_step=on_step)
     if as_json:
@@ -75,9 +76,9 @@ def chat(config: AgentConfig) -> None:
     from lorastack.agent.session import ask as ask_agent
     from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
-    tools = build_tools(config)
     with open_endpoint(config) as endpoint:
-        console.print(f"Chatting with [bold]{endpoint.model}[/]. /reset forgets, /exit ends.")
+        console.print(f"Chatting with [bold]{escape(endpoint.describe)}[/]. /reset forgets, /exit ends.")
+        tools = build_tools(config)
         history: list = []
         while True:
             try:

@@ -55,8 +55,9 @@ def run_eval(
 
     with ExitStack() as stack:
         config = with_corpus(config, corpus, stack)
-        tools = build_tools(config)
         endpoint = stack.enter_context(open_endpoint(config))
+        logger.info("Asking %s", endpoint.describe)
+        tools = build_tools(config)
         reports = []
         for model in models:
             target = endpoint if model is None else replace(endpoint, model=model)

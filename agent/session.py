@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -18,7 +19,7 @@ from lorastack.agent.config import AgentConfig
 from lorastack.agent.react import ReActChatModel
 from lorastack.agent.runner import AgentResult, Step, run_agent
 from lorastack.access import DEFAULT_ALIAS, Role, env_key
-from lorastack.errors import LorastackError, ServerError
+from lorastack.errors import LorastackError, ServerError, Unauthorized
 
 
 @dataclass(frozen=True)
@@ -28,27 +29,57 @@ class Endpoint:
     model: str
     tool_calling: bool | None
     """Whether the endpoint does OpenAI tool calling; None if unknown (a foreign endpoint)."""
+    front_door: bool = False
+    """Whether it is (by all signs) a lorastack front door: its 401s then name lorastack's key variables."""
+    chosen: str = ""
+    """How the model was chosen when none was named, for the "Asking ..." line; empty when named."""
+
+    @property
+    def describe(self) -> str:
+        """The model and, when lorastack chose it, how: "default (tools-demo@v1 on SmolLM2-135M-Instruct)"."""
+        return f"{self.model} ({self.chosen})" if self.chosen else self.model
 
 
 _TOOL_PARAMS = {"tools", "tool_choice"}
 """Request fields an endpoint names (the error body's ``param``) when it refuses tool calling: vLLM sets it for a
 tools / tool_choice it cannot take (``VLLMValidationError(parameter=...)``), OpenAI for a model without tools."""
 
+_LORASTACK_KEY_HINT = (
+    "Set LORASTACK_API_KEY (or LORASTACK_ADMIN_KEY) to one of this server's keys; make one with "
+    "`lorastack keys create --role inference`."
+)
+_FOREIGN_KEY_HINT = "Pass --api-key KEY or set OPENAI_API_KEY."
+
 
 @contextmanager
 def open_endpoint(config: AgentConfig) -> Iterator[Endpoint]:
-    """The endpoint for ``config``: --base-url as given, else the lorastack server (started if needed; it reports
-    its progress through logging)."""
+    """The endpoint for ``config``: --base-url as given, else the lorastack server of LORASTACK_HOME/server.json
+    (started if none runs; it reports its progress through logging). With no --model / --adapter, a lorastack
+    server answers with its ``default`` alias and any other endpoint with its first model (:func:`choose_model`).
+    A refused key is :class:`Unauthorized` (never a fallback to another model)."""
+    named = config.adapter or config.model
     if config.base_url:
-        api_key = config.api_key or os.environ.get("OPENAI_API_KEY") or "unused"
-        model = config.adapter or config.model or _first_model(config.base_url, api_key)
-        yield Endpoint(config.base_url.rstrip("/"), api_key, model, None)
+        base_url = config.base_url.rstrip("/")
+        front_door = looks_like_front_door(base_url)
+        own_key = env_key(Role.inference) if front_door else None  # lorastack's keys go to lorastack servers only
+        api_key = config.api_key or own_key or os.environ.get("OPENAI_API_KEY") or "unused"
+        if named:
+            yield Endpoint(base_url, api_key, named, None, front_door)
+            return
+        models = _list_models(base_url, api_key, front_door)
+        model, chosen, lorastack = choose_model(models, base_url)
+        yield Endpoint(base_url, api_key, model, None, front_door or lorastack, chosen)
         return
     from lorastack.serve.server import running_server  # the web stack (uvicorn, FastAPI) loads only to start one
 
     with running_server() as state:
-        model = config.adapter or config.model or default_model(state)
-        yield Endpoint(f"{state.url}/v1", config.api_key or local_key(), model, state.tool_call_parser is not None)
+        tool_calling = state.tool_call_parser is not None
+        api_key = config.api_key or local_key()
+        if named:
+            yield Endpoint(f"{state.url}/v1", api_key, named, tool_calling, True)
+            return
+        model, chosen = default_model(state)
+        yield Endpoint(f"{state.url}/v1", api_key, model, tool_calling, True, chosen)
 
 
 def local_key() -> str:
@@ -56,24 +87,77 @@ def local_key() -> str:
     return env_key(Role.inference) or "unused"
 
 
-def default_model(state) -> str:  # state: lorastack.serve.state.ServerState
-    """What the lorastack server answers with by default: its ``default`` alias (the bundled tools-demo adapter
-    on the embedded model) when the front door serves one, else the base model."""
+def default_model(state) -> tuple[str, str]:  # state: lorastack.serve.state.ServerState
+    """What the lorastack server answers with by default, and how that was chosen: its ``default`` alias (the
+    bundled tools-demo adapter on the embedded model) when the front door serves one, else the base model.
+    Raises :class:`Unauthorized` when the front door refuses the key, and other :class:`LorastackError` errors when
+    it cannot list its models: never a silent fallback to the base model."""
     try:
-        served = {m["id"] for m in state.client.models()}
-    except LorastackError:
-        return state.base_name
-    return DEFAULT_ALIAS if DEFAULT_ALIAS in served else state.base_name
+        models = state.client.models()
+    except Unauthorized as exc:
+        message = f"The lorastack server at {state.url} refused the API key (HTTP 401): {_sentence(exc.message)}"
+        raise Unauthorized(message, _LORASTACK_KEY_HINT) from None
+    model, chosen, _ = choose_model(models, state.url, base=state.base_name)
+    return model, chosen
 
 
-def _first_model(base_url: str, api_key: str) -> str:
-    try:
-        models = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=10).models.list().data
-    except openai.OpenAIError as exc:
-        raise ServerError(f"Could not list the models at {base_url} ({exc}).", "Pass --model NAME.") from None
+def choose_model(models: Sequence[dict], where: str, base: str | None = None) -> tuple[str, str, bool]:
+    """``(model, how it was chosen, whether the listing is a lorastack server's)`` for ``/v1/models`` entries.
+
+    A lorastack server lists its aliases as entries owned by ``lorastack`` (``root``: the version, ``parent``:
+    the base model): its ``default`` alias answers, else its base model (``base``, or an alias's parent). Any
+    other endpoint answers with its first model, and says so."""
+    aliases = [m for m in models if m.get("owned_by") == "lorastack"]
+    default = next((m for m in aliases if m.get("id") == DEFAULT_ALIAS), None)
+    if default is not None:
+        on = f" on {default['parent']}" if default.get("parent") else ""
+        return DEFAULT_ALIAS, f"{default.get('root') or 'the default alias'}{on}", True
+    base = base or next((m["parent"] for m in aliases if m.get("parent")), None)
+    if base is not None:
+        return base, "the base model: the server has no default alias; pass --model to choose", True
     if not models:
-        raise ServerError(f"{base_url} serves no models.", "Pass --model NAME.")
-    return models[0].id
+        raise ServerError(f"{where} serves no models.", "Pass --model NAME.")
+    return str(models[0]["id"]), "the endpoint's first model; pass --model to choose", False
+
+
+def looks_like_front_door(base_url: str) -> bool:
+    """Whether ``base_url`` answers ``/health`` as a lorastack front door does (``{"status": "ok"}``; open, no key
+    needed). Decides only which key to present and what a 401 says; the model is chosen from ``/v1/models``."""
+    root = base_url.removesuffix("/v1")
+    try:
+        response = httpx.get(f"{root}/health", timeout=2)
+        return response.status_code == 200 and response.json() == {"status": "ok"}
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def _list_models(base_url: str, api_key: str, front_door: bool) -> list[dict]:
+    client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=10)
+    try:
+        return [m.model_dump() for m in client.models.list().data]
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise unauthorized(base_url, front_door, exc) from None
+    except openai.OpenAIError as exc:
+        raise ServerError(f"Could not list the models at {base_url} ({_detail(exc)}).", "Pass --model NAME.") from None
+
+
+def unauthorized(base_url: str, front_door: bool, exc: openai.APIStatusError) -> Unauthorized:
+    """The endpoint's 401 (or 403) as one line that says which key to set."""
+    return Unauthorized(
+        f"{base_url} refused the API key (HTTP {exc.status_code}): {_sentence(_detail(exc))}",
+        _LORASTACK_KEY_HINT if front_door else _FOREIGN_KEY_HINT,
+    )
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _detail(exc: openai.OpenAIError) -> str:
+    """The error body's message where there is one (not the whole body), on one line."""
+    body = getattr(exc, "body", None)
+    message = body.get("message") if isinstance(body, dict) else None
+    return " ".join(str(message or exc).split())
 
 
 def chat_model(endpoint: Endpoint, config: AgentConfig, react: bool) -> BaseChatModel:
@@ -121,6 +205,8 @@ def ask(
         if react or config.tool_mode != "auto" or not refuses_tools(exc):
             raise LorastackError(f"The endpoint refused the request: {exc}") from None
         return run(True)
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise unauthorized(endpoint.base_url, endpoint.front_door, exc) from None
     except openai.NotFoundError as exc:
         raise LorastackError(
             f"The endpoint has no model {endpoint.model!r} ({exc.status_code}).",
