@@ -20,6 +20,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
+from lorastack.agent.template_tags import strip_tags
+
 INSTRUCTIONS = """You can use these tools:
 {tools}
 
@@ -79,7 +81,7 @@ class ReActChatModel(BaseChatModel):
             elif isinstance(message, AIMessage):
                 out.append(AIMessage(_render_call(message)))
             elif isinstance(message, ToolMessage):
-                out.append(HumanMessage(f"Observation: {message.content}"))
+                out.append(HumanMessage(f"Observation: {strip_tags(str(message.content))}"))
             else:
                 out.append(message)
         if not out or not isinstance(out[0], SystemMessage):
@@ -101,7 +103,9 @@ class ReActChatModel(BaseChatModel):
         action = _ACTION.search(text)
         if action is None:
             final = _FINAL.search(text)
-            return AIMessage((final["answer"] if final else text).strip())
+            # A final answer is the user's text: no template markup (an echoed "<tool_response>"). Text without
+            # "Final Answer:" is left as it is, so that an unparsed <tool_call> in it is still sent back for a retry.
+            return AIMessage(strip_tags(final["answer"]) if final else text.strip())
         name, raw = action["name"].strip().strip("`\"'"), action["input"].strip().strip("`")
         call_id = f"call_{uuid.uuid4().hex[:12]}"
         args = _parse_args(raw, self._single_param(name))

@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import BaseTool
 
 from lorastack.agent.prompts import MALFORMED_TOOL_CALL, SYSTEM_PROMPT
+from lorastack.agent.template_tags import has_tags, strip_tags
 
 StepKind = Literal["tool_call", "observation", "answer", "retry"]
 
@@ -88,6 +89,18 @@ class MalformedToolCallMiddleware(AgentMiddleware):
         return None
 
 
+class CleanObservationsMiddleware(AgentMiddleware):
+    """Strips template markup (:mod:`~lorastack.agent.template_tags`) from what a tool returns, errors included,
+    before the model reads it: a tool's text cannot close the template's ``<tool_response>`` block or open a
+    ``<tool_call>``, and the model has less markup to echo into its answer."""
+
+    def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        result = handler(request)
+        if isinstance(result, ToolMessage) and isinstance(result.content, str) and has_tags(result.content):
+            return result.model_copy(update={"content": strip_tags(result.content)})
+        return result
+
+
 def run_agent(
     question: str,
     llm: BaseChatModel,
@@ -103,8 +116,9 @@ def run_agent(
     started = time.monotonic()
     limits = LimitsMiddleware(max_steps, started + timeout)
     agent = create_agent(
-        llm, list(tools), system_prompt=system_prompt, middleware=[limits, MalformedToolCallMiddleware()]
-    )
+        llm, list(tools), system_prompt=system_prompt,
+        middleware=[limits, MalformedToolCallMiddleware(), CleanObservationsMiddleware()],
+    )  # fmt: skip
     known = {t.name for t in tools}
     result = AgentResult(answer="")
     messages = [*history, HumanMessage(question)]
@@ -138,7 +152,8 @@ def run_agent(
     result.stopped = limits.stopped
     result.seconds = time.monotonic() - started
     final = next((m for m in reversed(messages) if isinstance(m, AIMessage) and not m.tool_calls), None)
-    result.answer = str(final.content).strip() if final is not None else ""
+    # Never template markup in an answer: a small model echoes "<tool_response>" around a tool's error.
+    result.answer = strip_tags(str(final.content)) if final is not None else ""
     return result
 
 
@@ -154,7 +169,7 @@ def _model_steps(message: BaseMessage, known: set[str], emit: Callable[[Step], N
         if "<tool_call>" in text:
             emit(Step("tool_call", text, None, ok=False))
         else:
-            emit(Step("answer", text))
+            emit(Step("answer", strip_tags(text)))
 
 
 def _format_args(args: dict) -> str:
