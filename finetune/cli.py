@@ -79,7 +79,7 @@ def train(
 def _resume_hint(recipe: Path | None, arguments: list[str], output_dir: Path) -> str:
     """What an interrupted run says: the command that continues it, as the user gave it, with --resume (or, with no
     checkpoint written yet, the command that starts it again)."""
-    from lorastack.finetune.trainer import last_checkpoint
+    from lorastack.finetune.trainer import last_checkpoint  # the trainer module imports torch and transformers
 
     command = shlex.join(["lorastack", "train", *([str(recipe)] if recipe else []), *arguments])
     checkpoint = last_checkpoint(output_dir)
