@@ -61,16 +61,17 @@ class ServerClient(_Client):
         key = env_key(Role.admin) or env_key(Role.inference)
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def load(self, ref: str) -> dict:
-        """Load registered ``ref`` (NAME or NAME@vN) under its name: checked, its sha256 verified, then loaded."""
-        response = self._request("POST", "/admin/adapters/load", json={"ref": ref})
-        _raise_for(response, f"load {ref}")
+    def _admin(self, path: str, body: dict, action: str, timeout: float | None | object = _DEFAULT) -> dict:
+        response = self._request("POST", path, json=body, timeout=timeout)
+        _raise_for(response, action)
         return response.json()
 
+    def load(self, ref: str) -> dict:
+        """Load registered ``ref`` (NAME or NAME@vN) under its name: checked, its sha256 verified, then loaded."""
+        return self._admin("/admin/adapters/load", {"ref": ref}, f"load {ref}")
+
     def unload(self, name: str) -> dict:
-        response = self._request("POST", "/admin/adapters/unload", json={"name": name})
-        _raise_for(response, f"unload {name}")
-        return response.json()
+        return self._admin("/admin/adapters/unload", {"name": name}, f"unload {name}")
 
     def promote(self, ref: str, alias: str, requirement: EvalRequirement | None = None) -> dict:
         """Ask the front door to switch ``alias`` to ``ref`` (loaded, evaluated if ``requirement`` says so, and
@@ -82,14 +83,10 @@ class ServerClient(_Client):
                 "corpus": str(requirement.corpus.resolve()) if requirement.corpus else None, "limit": requirement.limit,
             }  # fmt: skip
         timeout = None if requirement is not None else self.timeout
-        response = self._request("POST", "/admin/promote", json=body, timeout=timeout)
-        _raise_for(response, f"promote {ref}")
-        return response.json()
+        return self._admin("/admin/promote", body, f"promote {ref}", timeout)
 
     def rollback(self, alias: str) -> dict:
-        response = self._request("POST", "/admin/rollback", json={"alias": alias})
-        _raise_for(response, f"roll back {alias}")
-        return response.json()
+        return self._admin("/admin/rollback", {"alias": alias}, f"roll back {alias}")
 
     def metrics(self) -> str:
         response = self._request("GET", "/metrics")

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from lorastack.access import Role
 from lorastack.errors import LorastackError
@@ -26,10 +26,10 @@ from lorastack.serve.front_door import errors
 from lorastack.serve.front_door.auth import denied
 from lorastack.serve.front_door.metrics import CountResponses
 from lorastack.serve.front_door.protocol import (
-    BadRequest, ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, LoadBody,
-    PromoteBody, RollbackBody, TokenizeRequest, UnloadBody, parse_body,
+    ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, LoadBody,
+    PromoteBody, RollbackBody, TokenizeRequest, UnloadBody,
 )  # fmt: skip
-from lorastack.serve.front_door.relay import Relay, read_body, validation_message
+from lorastack.serve.front_door.relay import Relay, parse_request
 
 if TYPE_CHECKING:
     from lorastack.serve.front_door.service import FrontDoor
@@ -121,13 +121,10 @@ def build_app(door: FrontDoor) -> FastAPI:
         async def handler(request: Request) -> Response:
             if refusal := denied(door.keys, request, Role.inference):
                 return refusal
-            try:
-                body = parse_body(await read_body(request))
-                schema.model_validate(body)
-            except BadRequest as exc:
-                return errors.invalid(exc.message, exc.status, exc.code)
-            except ValidationError as exc:
-                return errors.invalid(validation_message(exc))
+            parsed = await parse_request(request, schema)
+            if isinstance(parsed, Response):
+                return parsed
+            body, _ = parsed
             if not door.available.is_set():
                 return errors.down()
             try:
@@ -154,14 +151,11 @@ def build_app(door: FrontDoor) -> FastAPI:
                 return refusal
             if not door.available.is_set():
                 return errors.down()
+            parsed = await parse_request(request, schema)
+            if isinstance(parsed, Response):
+                return parsed
             try:
-                body = schema.model_validate(parse_body(await read_body(request)))
-            except BadRequest as exc:
-                return errors.invalid(exc.message, exc.status, exc.code)
-            except ValidationError as exc:
-                return errors.invalid(validation_message(exc))
-            try:
-                return JSONResponse(await run_in_threadpool(action, body))
+                return JSONResponse(await run_in_threadpool(action, parsed[1]))
             except LorastackError as exc:
                 return errors.typed(exc)
 

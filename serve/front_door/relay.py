@@ -8,11 +8,12 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lorastack.serve.front_door import errors
 from lorastack.serve.front_door.metrics import Metrics
@@ -40,6 +41,17 @@ async def read_body(request: Request) -> bytes:
             raise BadRequest(f"The request body is larger than {MAX_BODY_BYTES // 2**20} MiB.", 413, "body_too_large")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def parse_request(request: Request, schema: type[BaseModel]) -> tuple[Any, BaseModel] | Response:
+    """The request's JSON body and its ``schema`` model, or the 4xx that refuses it."""
+    try:
+        body = parse_body(await read_body(request))
+        return body, schema.model_validate(body)
+    except BadRequest as exc:
+        return errors.invalid(exc.message, exc.status, exc.code)
+    except ValidationError as exc:
+        return errors.invalid(validation_message(exc))
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -91,13 +103,10 @@ class Relay:
 
     async def forward(self, route: str, request: Request, schema: type) -> Response:
         """One inference request (``schema``: the protocol model of ``route``)."""
-        try:
-            body = parse_body(await read_body(request))
-            fields = schema.model_validate(body)
-        except BadRequest as exc:
-            return errors.invalid(exc.message, exc.status, exc.code)
-        except ValidationError as exc:
-            return errors.invalid(validation_message(exc))
+        parsed = await parse_request(request, schema)
+        if isinstance(parsed, Response):
+            return parsed
+        body, fields = parsed
         model = fields.model or self.base_name
         if not self.available.is_set():
             self.metrics.account(self.known(model), 503, 0, 0, None)
