@@ -54,6 +54,8 @@ def _root(
     # It reads its level from the environment when first imported, so both are set.
     os.environ.setdefault("HF_HUB_VERBOSITY", "info" if verbose else "error")
     logging.getLogger("huggingface_hub").setLevel(logging.INFO if verbose else logging.ERROR)
+    # bitsandbytes warns on every import that an optional CPU kernel package is missing; nothing to act on.
+    logging.getLogger("bitsandbytes").setLevel(logging.INFO if verbose else logging.ERROR)
     show_progress(verbose)  # lorastack's own progress lines (library code logs, never prints)
 
 
