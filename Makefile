@@ -15,3 +15,4 @@ test: setup
 bench: setup
 	$(PY) benchmarks/serve_bench.py
 	$(PY) benchmarks/front_door_bench.py
+	$(PY) benchmarks/keystore_bench.py

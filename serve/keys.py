@@ -13,12 +13,14 @@ The front door asks for a key only once one exists (:meth:`KeyStore.enabled`)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -88,6 +90,9 @@ class KeyStore:
             db.executescript(_SCHEMA)  # executescript manages its own transaction
         # (file signature, when read, [(digest, role)]): replaced whole, never changed in place.
         self._cache: tuple[tuple, float, list[tuple[str, Role | None]]] | None = None
+        self._fd: int | None = None  # the database file, kept open for the change counter (see _signature)
+        self._fd_inode = 0
+        self._fd_lock = threading.Lock()
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -173,15 +178,34 @@ class KeyStore:
     def _signature(self) -> tuple:
         """What changes when the database does. SQLite bumps a change counter in the file header (bytes 24-27)
         on every commit, which mtime can miss for writes within one clock tick; in WAL mode neither moves
-        until a checkpoint, which the one-second limit in ``_stored`` covers."""
+        until a checkpoint, which the one-second limit in ``_stored`` covers.
+
+        On every request of the front door, so two system calls: a stat of the path (a replaced or deleted file
+        shows there) and a read of the counter through a descriptor kept open (no open and close each time)."""
         try:
-            with open(self.db_path, "rb", buffering=0) as fh:
-                stat = os.fstat(fh.fileno())
-                fh.seek(24)
-                counter = fh.read(4)
+            stat = os.stat(self.db_path)
         except FileNotFoundError:
             return ()  # deleted under us: no stored keys
+        with self._fd_lock:
+            if self._fd is None or self._fd_inode != stat.st_ino:
+                self._close()
+                try:
+                    self._fd = os.open(self.db_path, os.O_RDONLY)
+                except FileNotFoundError:
+                    return ()
+                self._fd_inode = os.fstat(self._fd).st_ino
+            counter = os.pread(self._fd, 4, 24)
         return (stat.st_ino, stat.st_size, stat.st_mtime_ns, counter)
+
+    def _close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", None), None
+        if fd is not None:
+            os.close(fd)
 
 
 def _env_digests() -> list[tuple[str, Role]]:
@@ -190,5 +214,11 @@ def _env_digests() -> list[tuple[str, Role]]:
     for variable, role in ENV_KEYS.items():
         key = os.environ.get(variable, "").strip()
         if key:
-            found.append((_digest(key), role))
+            found.append((_env_digest(key), role))
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _env_digest(key: str) -> str:
+    """The digest of an environment key, computed once per value (the variable is read at every call)."""
+    return _digest(key)

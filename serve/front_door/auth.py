@@ -19,7 +19,12 @@ def presented_key(request: Request) -> str | None:
 
 
 def denied(keys: KeyStore, request: Request, needed: Role) -> JSONResponse | None:
-    """None if the request may go on, else the 401 to send."""
+    """None if the request may go on, else the 401 to send. One look at the key store on the usual paths (a valid
+    key, or no key at all on a server without keys): it runs on every request."""
+    key = presented_key(request)
+    role = keys.role_of(key) if key else None
+    if role is not None:  # a valid key: keys exist
+        return None if allows(role, needed) else _unauthorized("This route needs an admin key.")
     if not keys.enabled():
         # No key yet: inference is open (as vLLM is), admin only from this machine.
         host = request.client.host if request.client else ""
@@ -29,12 +34,7 @@ def denied(keys: KeyStore, request: Request, needed: Role) -> JSONResponse | Non
                 "`lorastack keys create --role admin`."
             )
         return None
-    role = keys.role_of(presented_key(request))
-    if allows(role, needed):
-        return None
-    if role is None:
-        return _unauthorized("Missing or invalid API key (Authorization: Bearer KEY).")
-    return _unauthorized("This route needs an admin key.")
+    return _unauthorized("Missing or invalid API key (Authorization: Bearer KEY).")
 
 
 def _unauthorized(message: str) -> JSONResponse:
