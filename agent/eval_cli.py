@@ -2,6 +2,7 @@
 
     lorastack data synth data/ --eval 50
     lorastack eval data/eval.jsonl --adapter my-adapter --corpus data/corpus_eval --compare BASE --chart acc.png
+    lorastack eval agent/evalsets/*.jsonl --corpus agent/evalsets/corpus --compare SmolLM2-135M-Instruct
 """
 
 from __future__ import annotations
@@ -46,14 +47,17 @@ def _table(reports) -> Table:  # list[lorastack.agent.evaluate.EvalReport]
 @config_options(AgentConfig, exclude={"temperature"})
 def eval_command(
     config: AgentConfig,
-    eval_file: Path = typer.Argument(..., help="JSONL eval set: one {question, answer, tolerance?, kind?} a line."),
+    eval_files: list[Path] = typer.Argument(
+        ..., help="JSONL eval sets: one {question, answer, tolerance?, kind?, history?} a line, or a function-calling "
+        "item {question, tools, expected_call}. Several files are run as one set."
+    ),
     compare: Optional[str] = typer.Option(None, help="A second model or adapter to run on the same items."),
     corpus: Optional[Path] = typer.Option(
         None, help="Folder of documents for the search tool: indexed into a temporary local index for this run."
     ),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every item) here."),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG bar chart of accuracy per kind here."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items of each file."),
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
     from lorastack.agent.eval_run import run_eval
@@ -64,7 +68,7 @@ def eval_command(
     given = config.model_fields_set  # the options given on the command line
     if corpus and ("index" in given or ("search" in given and config.search == "web")):
         raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
-    items = load_items(eval_file, limit)
+    items = [item for path in eval_files for item in load_items(path, limit)]
     models = [None, compare] if compare else [None]
     reports = run_eval(items, config, models, corpus, on_result=_tick(len(items)))
     console.print(_table(reports))

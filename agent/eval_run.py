@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from lorastack.agent.config import AgentConfig
 from lorastack.agent.evaluate import EvalItem, EvalReport, ItemResult, evaluate, load_items
+from lorastack.agent.function_calls import CallResult, ask_functions
 from lorastack.errors import LorastackError
 from lorastack.evaluation import Endpoint, EvalRequirement
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
+    from lorastack.agent.runner import AgentResult
     from lorastack.agent.session import Endpoint as AgentEndpoint
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,9 @@ def _evaluate_at(
     tools: Sequence[BaseTool],
     on_result: Callable[[str, int, ItemResult], None] | None = None,
 ) -> EvalReport:
-    from lorastack.agent.session import ask  # LangChain loads only when the agent runs
+    from langchain_core.messages import AIMessage, HumanMessage  # LangChain loads only when the agent runs
+
+    from lorastack.agent.session import ask
 
     done = 0
 
@@ -100,4 +104,27 @@ def _evaluate_at(
         if on_result:
             on_result(target.model, done, outcome)
 
-    return evaluate(items, lambda q: ask(q, target, config, tools), model=target.model, on_result=progress)
+    def run_one(question: str, history: Sequence[dict[str, str]] = ()) -> AgentResult:
+        turns = [HumanMessage(t["content"]) if t["role"] == "user" else AIMessage(t["content"]) for t in history]
+        return ask(question, target, config, tools, history=turns)
+
+    return evaluate(items, run_one, model=target.model, on_result=progress, call_one=function_caller(target, config))
+
+
+def function_caller(target: AgentEndpoint, config: AgentConfig) -> Callable[[EvalItem], CallResult]:
+    """Asks ``target`` a function-calling item once with the item's own functions, as a client program would (its
+    messages only: no agent, no agent system prompt)."""
+    import openai  # loads only when an eval runs
+
+    client = openai.OpenAI(base_url=target.base_url, api_key=target.api_key, timeout=config.timeout, max_retries=1)
+
+    def call_one(item: EvalItem) -> CallResult:
+        messages = [*item.history, {"role": "user", "content": item.question}]
+        try:
+            return ask_functions(client, target.model, messages, list(item.tools or ()), config.max_tokens)
+        except openai.NotFoundError:
+            raise LorastackError(f"The endpoint has no model {target.model!r}.") from None
+        except openai.APIConnectionError:
+            raise LorastackError(f"Could not reach {target.base_url}.", "Is the server running?") from None
+
+    return call_one

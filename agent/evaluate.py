@@ -4,8 +4,10 @@
     report = evaluate(items, run_one=lambda q: ask(q, endpoint, config, tools), model="my-adapter")
     report.accuracy, report.per_kind(), report.to_dict()
 
-``run_one`` is any function from a question to an :class:`AgentResult`; tests pass one that runs the real
-agent loop on a scripted chat model. Scoring (:func:`score`) is a pure function; its rules are below.
+``run_one`` is any function from a question (and, for a multi-turn item, its earlier turns) to an
+:class:`AgentResult`; tests pass one that runs the real agent loop on a scripted chat model. Items that offer
+their own functions (``tools`` and ``expected_call``, see :mod:`lorastack.agent.function_calls`) go to
+``call_one`` instead. Scoring (:func:`score`, :func:`~lorastack.agent.function_calls.score_call`) is pure.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lorastack.agent.function_calls import CallResult, check_item, score_call, valid_call
 from lorastack.agent.runner import AgentResult
 from lorastack.errors import LorastackError
 
@@ -108,8 +111,19 @@ def score(expected: Any, answer: str, tolerance: float | None = None, question: 
 class EvalItem:
     question: str
     answer: str | float | int
+    """The expected answer; for a function-calling item, the expected function's name or "(no call)"."""
     tolerance: float | None = None
     kind: str = DEFAULT_KIND
+    history: tuple[dict[str, str], ...] = ()
+    """Earlier turns of a multi-turn item: ``{"role": "user" | "assistant", "content"}`` each, in order."""
+    tools: tuple[dict[str, Any], ...] | None = None
+    """The functions a function-calling item offers (OpenAI schemas); None for an agent item."""
+    expected_call: dict[str, Any] | None = None
+    """The call a function-calling item expects (``{"name", "arguments"}``); None: no call."""
+
+    @property
+    def calls_functions(self) -> bool:
+        return self.tools is not None
 
 
 def load_items(path: Path, limit: int | None = None) -> list[EvalItem]:
@@ -142,15 +156,37 @@ def _item(line: str, where: str) -> EvalItem:
     question, answer = row.get("question"), row.get("answer")
     if not isinstance(question, str) or not question.strip():
         raise LorastackError(f"{where}: needs a non-empty string \"question\".")
+    history = _history(row.get("history", []), where)
+    if "tools" in row:
+        try:
+            tools, expected = check_item(row, where)
+        except ValueError as exc:
+            raise LorastackError(str(exc)) from None
+        name = "(no call)" if expected is None else expected["name"]
+        return EvalItem(question, name, None, _kind(row, where), history, tuple(tools), expected)
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or answer == "":
         raise LorastackError(f"{where}: needs an \"answer\" (a string or a number).")
-    tolerance, kind = row.get("tolerance"), row.get("kind", DEFAULT_KIND)
+    tolerance = row.get("tolerance")
     if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
                                   or tolerance < 0):  # fmt: skip
         raise LorastackError(f"{where}: \"tolerance\" must be a number >= 0, got {tolerance!r}.")
+    return EvalItem(question, answer, None if tolerance is None else float(tolerance), _kind(row, where), history)
+
+
+def _kind(row: dict, where: str) -> str:
+    kind = row.get("kind", DEFAULT_KIND)
     if not isinstance(kind, str) or not kind:
         raise LorastackError(f"{where}: \"kind\" must be a non-empty string, got {kind!r}.")
-    return EvalItem(question, answer, None if tolerance is None else float(tolerance), kind)
+    return kind
+
+
+def _history(turns: Any, where: str) -> tuple[dict[str, str], ...]:
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+        for t in turns
+    ):
+        raise LorastackError(f'{where}: "history" must be a list of {{"role": "user" | "assistant", "content"}}.')
+    return tuple({"role": t["role"], "content": t["content"]} for t in turns)
 
 
 # -- running and reporting ----------------------------------------------------------------------------------
@@ -246,11 +282,13 @@ def _share(marks: Sequence[bool]) -> float | None:
 
 def evaluate(
     items: Iterable[EvalItem],
-    run_one: Callable[[str], AgentResult],
+    run_one: Callable[..., AgentResult],
     model: str = "model",
     on_result: Callable[[ItemResult], None] | None = None,
+    call_one: Callable[[EvalItem], CallResult] | None = None,
 ) -> EvalReport:
-    """Ask every item's question through ``run_one`` and score the answers.
+    """Ask every item's question through ``run_one`` (``run_one(question)``, or ``run_one(question, history)``
+    for a multi-turn item) and score the answers; function-calling items go to ``call_one``.
 
     An item whose run stopped at a limit is wrong whatever its text says (the stop message has numbers).
     A :class:`LorastackError` (no such model, server unreachable) ends the evaluation, since every other
@@ -258,22 +296,37 @@ def evaluate(
     """
     report = EvalReport(model)
     for item in items:
+        if item.calls_functions and call_one is None:
+            raise LorastackError(f"{item.question!r} offers its own functions, and this evaluation cannot call them.")
         try:
-            result = run_one(item.question)
+            if item.calls_functions:
+                outcome = _called(item, call_one(item))  # type: ignore[misc]  # checked above
+            else:
+                outcome = _answered(item, run_one(item.question, item.history) if item.history
+                                    else run_one(item.question))  # fmt: skip
         except LorastackError:
             raise
         except Exception as exc:  # one flaky request should not sink a long evaluation
             logger.warning("%s failed on %r: %s", model, item.question, exc)
             outcome = ItemResult(item, "", False, [], 0, 0.0, error=f"{type(exc).__name__}: {exc}")
-        else:
-            correct = result.stopped is None and score(item.answer, result.answer, item.tolerance, item.question)
-            calls = [{"tool": s.tool, "args": s.text, "ok": s.ok} for s in result.tool_calls]
-            outcome = ItemResult(item, result.answer, correct, calls, result.model_calls, result.seconds,
-                                 result.stopped)  # fmt: skip
         report.results.append(outcome)
         if on_result:
             on_result(outcome)
     return report
+
+
+def _answered(item: EvalItem, result: AgentResult) -> ItemResult:
+    correct = result.stopped is None and score(item.answer, result.answer, item.tolerance, item.question)
+    calls = [{"tool": s.tool, "args": s.text, "ok": s.ok} for s in result.tool_calls]
+    return ItemResult(item, result.answer, correct, calls, result.model_calls, result.seconds, result.stopped)
+
+
+def _called(item: EvalItem, called: CallResult) -> ItemResult:
+    tools = list(item.tools or ())
+    correct = score_call(item.expected_call, called.calls, tools)
+    calls = [{"tool": c["name"], "args": c["arguments"], "ok": valid_call(c, tools)} for c in called.calls]
+    answer = called.answer or "; ".join(f"{c['name']}({json.dumps(c['arguments'])})" for c in called.calls)
+    return ItemResult(item, answer, correct, calls, 1, called.seconds)
 
 
 def reports_json(reports: Sequence[EvalReport]) -> dict[str, Any]:
