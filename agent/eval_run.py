@@ -94,7 +94,7 @@ def _evaluate_at(
 ) -> EvalReport:
     from langchain_core.messages import AIMessage, HumanMessage  # LangChain loads only when the agent runs
 
-    from lorastack.agent.session import ask
+    from lorastack.agent.session import ask  # LangChain, as above
 
     done = 0
 
