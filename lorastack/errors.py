@@ -57,6 +57,13 @@ class ServerError(LorastackError):
     status = 502
 
 
+class SlotsFull(ServerError):
+    """Every adapter slot is taken by a pinned adapter or one with requests in flight."""
+
+    code = "adapter_slots_full"
+    status = 503
+
+
 class Unauthorized(LorastackError):
     """The front door wants a key (or a key with another role) for this route."""
 

@@ -1,0 +1,199 @@
+"""Adapter sources: s3:// against a real S3 API server (moto's, on 127.0.0.1), hf:// through huggingface_hub's own
+snapshot_download against a hub cache the test lays out, and a registry of before remote sources still opening."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lorastack.errors import NotFound
+from lorastack.serve.registry import Registry
+from lorastack.serve.sources import FETCHED, HubSource, S3Source, SourceError, discard, fetch, parse
+from tests.conftest import free_port
+
+SECRET = "not-a-real-secret-key-0123456789"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A boto3 S3 client on a moto server started for the test; lorastack's own client finds it through the
+    environment, as a user's would (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID...)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for key, value in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "AKIATESTKEY",
+        "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="adapters")
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+def _upload(client: object, folder: Path, prefix: str) -> None:
+    for path in folder.iterdir():
+        client.upload_file(str(path), "adapters", f"{prefix}/{path.name}")
+
+
+def test_parse_accepts_the_documented_forms_and_refuses_the_rest() -> None:
+    assert parse("hf://org/repo") == HubSource("org/repo", None, "")
+    assert parse("hf://org/repo@v1.0/sub/dir/") == HubSource("org/repo", "v1.0", "sub/dir")
+    assert parse("s3://my-bucket/a/b/") == S3Source("my-bucket", "a/b")
+    for bad in ("hf://org", "hf://org/re po", "hf://org/repo/../x", "hf://org/repo@/x", "s3://B/x", "s3://b",
+                "s3://key:secret@bucket/x", "ftp://x/y", "hf://o@x/repo"):  # fmt: skip
+        with pytest.raises(SourceError):
+            parse(bad)
+
+
+def test_s3_adapter_registers_with_url_and_etags_never_credentials(
+    s3, make_adapter: Callable[..., Path], base_model, base_shapes, tmp_path: Path
+) -> None:
+    adapter = make_adapter()
+    _upload(s3, adapter, "team/support")
+    registry = Registry(tmp_path / "home")
+    seen: list[tuple[str, int, int]] = []
+
+    fetched = fetch("s3://adapters/team/support/", registry.home / "downloads", lambda *a: seen.append(a))
+    registered = registry.register("support", fetched.folder, base_model, base_shapes, fetched.origin)
+    discard(fetched)
+
+    assert registered.card["source"] == "s3://adapters/team/support"
+    etag = s3.head_object(Bucket="adapters", Key="team/support/adapter_model.safetensors")["ETag"].strip('"')
+    assert f"adapter_model.safetensors={etag}" in registered.card["source_revision"]
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    assert (registered.path / "adapter_model.safetensors").read_bytes() == weights
+    assert [s for s in seen if s[0] == "adapter_model.safetensors"][-1][1:] == (len(weights), len(weights))
+    with sqlite3.connect(registry.db_path) as db:
+        row = db.execute("SELECT source_url, source_revision FROM adapters").fetchone()
+    assert row == ("s3://adapters/team/support", registered.card["source_revision"])
+    stored = registry.db_path.read_bytes() + b"".join(p.read_bytes() for p in registry.store.rglob("*") if p.is_file())
+    assert SECRET.encode() not in stored and b"AKIATESTKEY" not in stored
+    assert not fetched.folder.exists()  # the download is gone once the store holds the adapter
+
+
+def test_s3_download_resumes_a_partial_file(s3, make_adapter: Callable[..., Path], tmp_path: Path) -> None:
+    adapter = make_adapter()
+    _upload(s3, adapter, "resumable")
+    weights = (adapter / "adapter_model.safetensors").read_bytes()
+    downloads = tmp_path / "downloads"
+    first = fetch("s3://adapters/resumable", downloads)
+    etag = (first.folder / "adapter_model.safetensors.etag").read_text()
+    # As a download killed half-way leaves it: the first half in .part, under the object's ETag.
+    (first.folder / "adapter_model.safetensors").unlink()
+    (first.folder / "adapter_model.safetensors.part").write_bytes(weights[: len(weights) // 2])
+    (first.folder / "adapter_model.safetensors.part.etag").write_text(etag)
+    fetched_bytes: dict[str, list[int]] = {}
+
+    again = fetch("s3://adapters/resumable", downloads, lambda name, done, total: fetched_bytes.setdefault(name, []).append(done))
+
+    assert (again.folder / "adapter_model.safetensors").read_bytes() == weights
+    assert fetched_bytes["adapter_model.safetensors"][0] > len(weights) // 2  # counted on from the half it had
+    assert "adapter_config.json" not in fetched_bytes  # complete, same ETag: not fetched again
+    assert not (again.folder / "adapter_model.safetensors.part").exists()
+
+
+def test_s3_failures_are_typed_errors_with_a_next_step(s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(NotFound, match="no-such-bucket"):
+        fetch("s3://no-such-bucket/x", tmp_path)
+    with pytest.raises(NotFound, match="adapter_config.json"):
+        fetch("s3://adapters/empty-prefix", tmp_path)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(SourceError, match="No AWS credentials") as caught:
+        fetch("s3://adapters/x", tmp_path)
+    assert "AWS_PROFILE" in str(caught.value)
+
+
+def _hub_cache(root: Path, adapter: Path, repo: str, subfolder: str, refs: dict[str, str]) -> str:
+    """Lay ``adapter`` out as huggingface_hub's cache does after a download: blobs by hash, a snapshot folder per
+    commit linking to them, refs naming commits, and the tree listing the cache keeps of a complete snapshot."""
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache  # the layout the hub client writes
+
+    commit = hashlib.sha1(repo.encode()).hexdigest()
+    storage = root / f"models--{repo.replace('/', '--')}"
+    snapshot = storage / "snapshots" / commit / subfolder
+    snapshot.mkdir(parents=True)
+    (storage / "blobs").mkdir()
+    tree = {}
+    for path in adapter.iterdir():
+        blob = storage / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        shutil.copy(path, blob)
+        (snapshot / path.name).symlink_to(blob)
+        tree[f"{subfolder}/{path.name}"] = TreeCacheEntry(size=blob.stat().st_size, blob_id=blob.name)
+    write_tree_cache(str(storage), commit, tree)
+    (storage / "refs").mkdir()
+    for ref in refs:
+        (storage / "refs" / ref).write_text(commit)
+    return commit
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """huggingface_hub offline, on a cache of the test's own (the hub is unreachable here; its code is real)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_hub_adapter_from_the_cache_records_the_commit(
+    offline_hub: Path, make_adapter: Callable[..., Path], base_model, base_shapes, tmp_path: Path
+) -> None:
+    commit = _hub_cache(offline_hub, make_adapter(), "acme/adapters", "support", {"main": "", "v2": ""})
+    registry = Registry(tmp_path / "home")
+
+    for source in ("hf://acme/adapters/support", "hf://acme/adapters@v2/support", f"hf://acme/adapters@{commit}/support"):
+        fetched = fetch(source, registry.home / "downloads")
+        adapter = registry.register("support", fetched.folder, base_model, base_shapes, fetched.origin)
+        assert (adapter.card["source"], adapter.card["source_revision"]) == (source, commit)
+    assert [a.version for a in registry.list()] == [1, 2, 3]
+
+
+def test_hub_failures_say_what_to_do(offline_hub: Path, make_adapter: Callable[..., Path], tmp_path: Path) -> None:
+    _hub_cache(offline_hub, make_adapter(), "acme/adapters", "support", {"main": ""})
+    with pytest.raises(NotFound, match="adapter_config.json"):
+        fetch("hf://acme/adapters", tmp_path)  # the adapter is in a subfolder
+    with pytest.raises(Exception, match="HF_HUB_OFFLINE|cache") as caught:
+        fetch("hf://acme/not-cached", tmp_path)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_registry_from_before_sources_opens_and_keeps_its_adapters(
+    make_adapter: Callable[..., Path], base_model, base_shapes, tmp_path: Path
+) -> None:
+    home = tmp_path / "old"
+    registry = Registry(home)
+    old = registry.register("legacy", make_adapter(), base_model, base_shapes)
+    with sqlite3.connect(registry.db_path) as db:  # the schema as it was: no source columns, no pins
+        db.execute("ALTER TABLE adapters DROP COLUMN source_url")
+        db.execute("ALTER TABLE adapters DROP COLUMN source_revision")
+        db.execute("DROP TABLE pins")
+
+    reopened = Registry(home)
+
+    assert reopened.get("legacy").sha256 == old.sha256
+    reopened.verify(reopened.get("legacy"))
+    assert reopened.pins() == {}
+    reopened.set_pin("legacy", True)
+    assert reopened.pins() == {"legacy": True}
+    with sqlite3.connect(reopened.db_path) as db:
+        assert db.execute("SELECT source_url FROM adapters").fetchone() == (None,)
+    assert json.loads((old.path / "card.json").read_text())["source"] == str(make_adapter().resolve())
+    assert set(FETCHED) >= {"adapter_config.json", "adapter_model.safetensors"}
