@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -34,8 +37,35 @@ class Metrics:
             ("route", "status"), registry=self.registry,
         )  # fmt: skip
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, others: Iterable[list] = ()) -> bytes:
+        """The exposition text; ``others``: :meth:`samples` of front-door workers, added in (counters and histograms
+        summed; a series' ``_created`` is its earliest)."""
+        others = [o for o in others if o]
+        if not others:
+            return generate_latest(self.registry)
+        families: dict[str, Metric] = {}
+        values: dict[tuple, float] = {}
+        for rows in (self.samples(), *others):
+            for family, kind, doc, name, labels, value in rows:
+                if family not in families:
+                    families[family] = Metric(family, doc, kind)
+                key = (family, name, tuple(sorted(labels.items())))
+                if key not in values:
+                    values[key] = value
+                elif name.endswith("_created"):
+                    values[key] = min(values[key], value)
+                else:
+                    values[key] += value
+        for (family, name, labels), value in values.items():
+            families[family].add_sample(name, dict(labels), value)
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(_Fixed(list(families.values())))
+        return generate_latest(merged)
+
+    def samples(self) -> list[list]:
+        """Every sample as ``[family, type, help, sample name, labels, value]`` (what a worker reports)."""
+        return [[f.name, f.type, f.documentation, s.name, s.labels, s.value]
+                for f in self.registry.collect() for s in f.samples]  # fmt: skip
 
     def account(self, labels: tuple[str, str], status: int | str, seconds: float, ttft: float,
                 usage: dict | None) -> None:  # fmt: skip
@@ -68,10 +98,20 @@ class CountResponses:
             return
 
         async def counted(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not scope.get("lorastack_forwarded"):
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
                 self.metrics.responses.labels(template, str(message["status"])).inc()
             await send(message)
 
         await self.app(scope, receive, counted)
+
+
+class _Fixed:
+    """A collector of families already built (the merged view of the control process and its workers)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families

@@ -141,3 +141,18 @@ class LoadBody(_Strict):
 
 class UnloadBody(_Strict):
     name: str = Field(min_length=1, max_length=NAME_MAX)
+
+
+class PinBody(_Strict):
+    ref: str = Field(min_length=1, max_length=NAME_MAX)
+    pinned: bool = True
+
+
+INFERENCE: dict[str, type[BaseModel]] = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/completions": CompletionRequest,
+    "/v1/embeddings": EmbeddingRequest,
+}
+"""The inference routes: relayed to vLLM with the model name resolved (streamed where asked)."""
+UTILITY: dict[str, type[BaseModel]] = {"/tokenize": TokenizeRequest, "/detokenize": DetokenizeRequest}
+"""vLLM's own routes an inference key may also reach (forwarded whole, not streamed)."""

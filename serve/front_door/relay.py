@@ -7,8 +7,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import Request
@@ -19,6 +19,9 @@ from lorastack.serve.front_door import errors
 from lorastack.serve.front_door.metrics import Metrics
 from lorastack.serve.front_door.protocol import MAX_BODY_BYTES, BadRequest, parse_body
 from lorastack.serve.front_door.routing import Routes, Target
+
+if TYPE_CHECKING:
+    from lorastack.serve.front_door.residency import Residency
 
 _WATCH_S = 0.25
 """How often a waiting non-streaming request checks whether its client is still there."""
@@ -91,6 +94,10 @@ class Relay:
         self.metrics = metrics
         self.base_name = base_name
         self.available = available
+        self.fallback: Callable[[Request, bytes], Awaitable[Response]] | None = None
+        """In a front-door worker: answers requests for names it cannot route (the control process does)."""
+        self.residency: Residency | None = None
+        """Loads a registered adapter on its first request (the front door's; None: names go to vLLM as they are)."""
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -108,6 +115,8 @@ class Relay:
             return parsed
         body, fields = parsed
         model = fields.model or self.base_name
+        if self.fallback is not None and not self.routes.routable(model):
+            return await self.fallback(request, json.dumps(body, ensure_ascii=False).encode())
         if not self.available.is_set():
             self.metrics.account(self.known(model), 503, 0, 0, None)
             return errors.down()
@@ -115,6 +124,13 @@ class Relay:
         if fields.stream:
             body["stream_options"] = {**(fields.stream_options or {}), "include_usage": True}
         target = self.routes.acquire(model)  # from here on, every path releases it
+        residency = self.residency
+        if residency is not None and target.upstream != self.base_name and not residency.touch(target.upstream):
+            refusal = await residency.admit(target.upstream)
+            if refusal is not None:
+                self.routes.release(target)
+                self.metrics.account(self.known(model), refusal.status_code, 0, 0, None)
+                return refusal
         body["model"] = target.upstream
         content = json.dumps(body, ensure_ascii=False).encode()
         outgoing = self.http.build_request("POST", route, content=content, headers=self.headers)

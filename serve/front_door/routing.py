@@ -31,6 +31,21 @@ class Routes:
     aliases: dict[str, str] = field(default_factory=dict)
     inflight: Counter = field(default_factory=Counter)
     lock: threading.Condition = field(default_factory=threading.Condition)
+    direct: frozenset[str] | None = None
+    """In a front-door worker: the names it may send straight to vLLM (the base model, adapters vLLM serves);
+    any other name goes to the control process. None (the control process): every name is relayed here."""
+
+    def routable(self, model: str) -> bool:
+        """Whether a request for ``model`` can be relayed from here (a plain read: the hot path takes no lock)."""
+        direct = self.direct
+        return direct is None or model in direct or model in self.aliases
+
+    def replace(self, aliases: dict[str, str], direct: set[str]) -> None:
+        """A worker's replica takes the control's routes (requests in flight stay counted)."""
+        with self.lock:
+            self.aliases = dict(aliases)
+            self.direct = frozenset(direct)
+            self.lock.notify_all()
 
     def acquire(self, model: str) -> Target:
         """Resolve ``model`` and count the request in flight, in one step (so a switch cannot slip between)."""
