@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -65,11 +66,13 @@ def _register() -> None:
     from lorastack.agent.eval_cli import add_commands as add_eval_commands
     from lorastack.finetune.cli import add_commands as add_finetune_commands
     from lorastack.serve.cli import add_commands as add_serve_commands
+    from lorastack.serve.jobs.cli import add_commands as add_jobs_commands
     from lorastack.serve.keys_cli import add_commands as add_keys_commands
     from lorastack.tools.cli import add_commands as add_tools_commands
 
     add_finetune_commands(app)
-    add_serve_commands(app, evaluator=_agent_evaluator)
+    add_serve_commands(app, evaluator=_agent_evaluator, data_check=_data_check)
+    add_jobs_commands(app)
     add_keys_commands(app)
     add_agent_commands(app)
     add_eval_commands(app)
@@ -82,6 +85,14 @@ def _agent_evaluator(requirement: EvalRequirement, endpoint: Endpoint, model: st
     from lorastack.agent.eval_run import evaluate_model  # LangChain: only once an eval runs
 
     return evaluate_model(requirement, endpoint, model)
+
+
+def _data_check(path: Path) -> str:
+    """lorastack train's own check of a training data file, handed to the server for uploaded files (serving does
+    not import the fine-tuning room). Raises its DataError naming the file and line of the first bad row."""
+    from lorastack.finetune.data import DataConfig, validate  # the data package imports torch: only when checking
+
+    return str(validate(DataConfig(path=path)))
 
 
 _register()

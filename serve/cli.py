@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,7 @@ def serve(
     started = time.monotonic()
     from lorastack.serve.server import start_server  # the web stack loads only for `serve`
 
-    server = start_server(config, evaluator=_evaluator)
+    server = start_server(config, evaluator=_evaluator, data_check=_data_check)
     try:
         state = server.state
         console.print(
@@ -235,8 +236,14 @@ _evaluator: Evaluator | None = None
 """What runs a gated promotion's eval in the server; the CLI root passes the agent's (serving never imports it)."""
 
 
-def add_commands(app: typer.Typer, evaluator: Evaluator | None = None) -> None:
-    global _evaluator
-    _evaluator = evaluator
+_data_check: Callable[[Path], str] | None = None
+"""What checks training data uploaded for fine-tuning jobs; the CLI root passes the trainer's (serving never imports
+the fine-tuning room)."""
+
+
+def add_commands(app: typer.Typer, evaluator: Evaluator | None = None,
+                 data_check: Callable[[Path], str] | None = None) -> None:  # fmt: skip
+    global _evaluator, _data_check
+    _evaluator, _data_check = evaluator, data_check
     app.command()(serve)
     app.add_typer(adapters, name="adapters")

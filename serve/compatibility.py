@@ -20,6 +20,10 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_WEIGHTS = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 NAME_MAX = 64
+FINE_TUNED_PATTERN = re.compile(
+    r"ft:[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?:[A-Za-z0-9._-]{0,64}:[a-z0-9][a-z0-9-]{0,63}"
+)
+"""The alias a fine-tuning job's result is served under: ``ft:BASE:SUFFIX:JOB_ID`` (OpenAI's shape)."""
 ALL_LINEAR = "all-linear"
 """peft's shorthand for every linear layer but the output layer; it fits any base model that has linear layers."""
 
@@ -51,6 +55,13 @@ def check_name(name: str) -> str:
             f"at most {NAME_MAX} characters (e.g. 'support-v2').",
         )
     return name
+
+
+def check_alias(alias: str) -> str:
+    """An alias is an adapter-style name, or a fine-tuned model name (``ft:BASE:SUFFIX:JOB_ID``); never a path."""
+    if FINE_TUNED_PATTERN.fullmatch(alias) and len(alias) <= 256:
+        return alias
+    return check_name(alias)
 
 
 def inspect_adapter(path: Path) -> AdapterInfo:

@@ -64,6 +64,12 @@ class ServeConfig(BaseModel):
     first time only; afterwards the registry decides)."""
     startup_timeout: float = Field(900, gt=0)
     """Seconds to wait for the server to become healthy."""
+    jobs_recipe: Path | None = None
+    """A training recipe (YAML, as for lorastack train) that every fine-tuning job of the API starts from: LoRA
+    settings, data.max_length, save_steps... The job's data, n_epochs, batch_size and learning_rate_multiplier (times
+    the recipe's learning_rate) go over it. Unset: lorastack train's defaults."""
+    max_file_mib: int = Field(512, ge=1)
+    """Largest file the files API accepts (POST /v1/files), in MiB."""
     extra_args: list[str] = []
     """Further vLLM arguments, passed through unchanged."""
 

@@ -33,7 +33,9 @@ from lorastack.db import transaction
 from lorastack.errors import AdapterRejected, NotFound
 from lorastack.models import BaseModel
 from lorastack.paths import home_dir
-from lorastack.serve.compatibility import CONFIG_FILE, WEIGHTS_FILE, check_compatible, check_name, inspect_adapter
+from lorastack.serve.compatibility import (
+    CONFIG_FILE, WEIGHTS_FILE, check_alias, check_compatible, check_name, inspect_adapter,
+)  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -432,7 +434,7 @@ class Registry:
         rollback steps back from there, and a promotion after rollbacks starts a new line from where they ended.
         An alias that did not exist (new, or dropped) starts a line of its own.
         """
-        check_name(alias)
+        check_alias(alias)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._connect() as db:
             current = _alias_row(db, alias)

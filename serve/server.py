@@ -23,6 +23,7 @@ from lorastack.serve.config import ServeConfig, fitting_rank, lora_slots
 from lorastack.serve.demo import install_demo_adapter
 from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
 from lorastack.serve.front_door import FrontDoor
+from lorastack.serve.jobs import DataCheck, JobSettings
 from lorastack.serve.registry import Registry
 from lorastack.serve.state import ServerState, current_server, state_path, write_state
 
@@ -51,6 +52,7 @@ class RunningServer:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.front_door.jobs.stop()  # a job in training stays running: the next start resumes it
         if self._front is not None:
             self._front.should_exit = True
         for thread in self._threads:
@@ -115,11 +117,15 @@ class RunningServer:
 
 
 def start_server(
-    config: ServeConfig, registry: Registry | None = None, evaluator: Evaluator | None = None
+    config: ServeConfig,
+    registry: Registry | None = None,
+    evaluator: Evaluator | None = None,
+    data_check: DataCheck | None = None,
 ) -> RunningServer:
     """Start vLLM for ``config`` (or attach to ``config.vllm_url``), the front door on ``config.port``, the
-    supervisor; then load every adapter marked loaded and every aliased version. ``evaluator`` runs the evals of
-    gated promotions (see :mod:`lorastack.evaluation`). Progress is logged (``lorastack.report``)."""
+    supervisor; then load every adapter marked loaded and every aliased version, and start the fine-tuning jobs'
+    worker. ``evaluator`` runs the evals of gated promotions (see :mod:`lorastack.evaluation`), ``data_check``
+    checks uploaded training data (see :mod:`lorastack.serve.jobs.files`). Progress is logged (``lorastack.report``)."""
     registry = registry or Registry()
     running = current_server(registry.home)
     if running is not None:
@@ -156,7 +162,14 @@ def start_server(
         device=device, max_lora_rank=max_rank, max_loras=lora_slots(config, device)[0], tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
-    front_door = FrontDoor(state, registry, evaluator=evaluator, upstream_key=upstream_key)
+    front_door = FrontDoor(
+        state,
+        registry,
+        evaluator=evaluator,
+        upstream_key=upstream_key,
+        jobs=JobSettings(config.jobs_recipe, config.max_file_mib * 2**20),
+        data_check=data_check,
+    )
     server = RunningServer(state, process, front_door, [], registry.home, config, registry)
     try:
         if process is not None:
@@ -165,6 +178,7 @@ def start_server(
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
         server._serve_front()
         server.restore_errors = front_door.restore()
+        front_door.jobs.start()  # jobs left running by the last server resume from their checkpoints
         write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:
             server._supervise()

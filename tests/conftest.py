@@ -74,6 +74,10 @@ def adapter_copy(make_adapter: Callable[..., Path], tmp_path: Path) -> Path:
     return dest
 
 
+JOBS_RECIPE = Path(__file__).parent / "data" / "jobs_tiny.yaml"
+"""What the session server's fine-tuning jobs train with: a few seconds a step on a 2-core CPU."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -88,14 +92,14 @@ class ServerHandle:
         from lorastack.serve.registry import Registry
 
         self.registry = Registry(home)
-        self.config = ServeConfig(port=free_port(), max_loras=4, demo_adapter=False)
+        self.config = ServeConfig(port=free_port(), max_loras=4, demo_adapter=False, jobs_recipe=JOBS_RECIPE)
         self.server = None
 
     def start(self) -> None:
-        from lorastack.cli import _agent_evaluator  # the one the CLI root hands `lorastack serve`
+        from lorastack.cli import _agent_evaluator, _data_check  # the ones the CLI root hands `lorastack serve`
         from lorastack.serve.server import start_server
 
-        self.server = start_server(self.config, self.registry, evaluator=_agent_evaluator)
+        self.server = start_server(self.config, self.registry, evaluator=_agent_evaluator, data_check=_data_check)
 
     def restart(self) -> None:
         self.server.stop()

@@ -30,6 +30,8 @@ from lorastack.serve.front_door.protocol import (
     PromoteBody, RollbackBody, TokenizeRequest, UnloadBody,
 )  # fmt: skip
 from lorastack.serve.front_door.relay import Relay, parse_request
+from lorastack.serve.jobs.api_router import add_routes as add_job_routes
+from lorastack.serve.jobs.api_router import schema_models as job_schema_models
 
 if TYPE_CHECKING:
     from lorastack.serve.front_door.service import FrontDoor
@@ -167,6 +169,8 @@ def build_app(door: FrontDoor) -> FastAPI:
     admin("/admin/adapters/load", LoadBody, lambda b: _loaded(door.load(b.ref)))
     admin("/admin/adapters/unload", UnloadBody, lambda b: {"name": b.name, "live": door.unload(b.name)})  # fmt: skip
 
+    add_job_routes(app, door.jobs, door.keys)  # /v1/files and /v1/fine_tuning/jobs (serve/jobs)
+
     @app.api_route("/{path:path}", methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"],
                    include_in_schema=False)  # fmt: skip
     async def elsewhere(path: str) -> Response:
@@ -182,7 +186,8 @@ def build_app(door: FrontDoor) -> FastAPI:
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = document.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*INFERENCE.values(), *UTILITY.values(), PromoteBody, RollbackBody, LoadBody, UnloadBody):
+            for model in (*INFERENCE.values(), *UTILITY.values(), PromoteBody, RollbackBody, LoadBody, UnloadBody,
+                          *job_schema_models()):
                 for name, definition in model.model_json_schema(ref_template="#/components/schemas/{model}").get(
                     "$defs", {}
                 ).items():

@@ -15,6 +15,7 @@ from lorastack.serve.client import VLLMClient
 from lorastack.serve.front_door.api_router import build_app
 from lorastack.serve.front_door.metrics import Metrics
 from lorastack.serve.front_door.routing import Routes, versioned
+from lorastack.serve.jobs import DataCheck, FineTuning, JobSettings
 from lorastack.serve.keys import KeyStore
 from lorastack.serve.loading import LoadResult, checked, load_into, restore_loaded, unload_from
 from lorastack.serve.registry import AdapterVersion, Registry
@@ -50,6 +51,8 @@ class FrontDoor:
         evaluator: Evaluator | None = None,
         upstream_key: str | None = None,
         drain_timeout: float = 600,
+        jobs: JobSettings | None = None,
+        data_check: DataCheck | None = None,
     ) -> None:
         """``state`` is the served base model and rank every adapter is checked against; its ``upstream_url`` is
         vLLM, reached with ``upstream_key`` (vLLM's own key: nothing but this process knows it). ``evaluator`` runs
@@ -68,6 +71,8 @@ class FrontDoor:
         self.drain_timeout = drain_timeout
         self._admin = threading.Lock()
         self.vllm = VLLMClient(self.upstream, api_key=upstream_key)
+        # Fine-tuning jobs (OpenAI's files and fine_tuning.jobs): a finished job is served through a promotion.
+        self.jobs = FineTuning(registry, state.base, lambda ref, alias: self.promote(ref, alias), jobs, data_check)
         self.app = build_app(self)
 
     # -- at start ----------------------------------------------------------------------------------------------

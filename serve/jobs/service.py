@@ -1,0 +1,87 @@
+"""Fine-tuning jobs, as the front door's routes use them: create (files checked, then queued), cancel, read.
+
+Statuses: ``validating_files -> queued -> running -> succeeded | failed | cancelled``. The worker
+(:mod:`lorastack.serve.jobs.runner`) moves a job from ``queued`` on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lorastack.models import BaseModel
+from lorastack.serve.jobs.errors import Conflict, InvalidRequest
+from lorastack.serve.jobs.files import PURPOSES, DataCheck, FileStore
+from lorastack.serve.jobs.protocol import JobCreate
+from lorastack.serve.jobs.runner import JobRunner, JobSettings, Publish
+from lorastack.serve.jobs.store import FINAL, JobStore, new_id
+from lorastack.serve.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEED = 42
+"""The seed of a job that gives none (reported in the job, so a run can be repeated)."""
+
+
+class FineTuning:
+    """Files, jobs and the worker of one server."""
+
+    def __init__(self, registry: Registry, base: BaseModel, publish: Publish, settings: JobSettings | None = None,
+                 check: DataCheck | None = None) -> None:  # fmt: skip
+        self.settings = settings or JobSettings()
+        self.base = base
+        self.store = JobStore(registry.db_path)
+        self.files = FileStore(registry.home, self.store, self.settings.max_file_bytes, check)
+        self.runner = JobRunner(registry.home, self.store, self.files, registry, base, self.settings, publish)
+
+    def start(self) -> None:
+        """Start the worker: jobs a stopped server left running resume first, then the queued ones in order."""
+        self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def create(self, body: JobCreate) -> dict[str, Any]:
+        hyper = body.supervised()
+        if body.model != self.base.name:
+            raise InvalidRequest(
+                f"Model {body.model!r} cannot be fine-tuned here: this server trains adapters for {self.base.name}.",
+                f"Use model={self.base.name!r}.", "model",
+            )  # fmt: skip
+        data = self.store.file(body.training_file)  # NotFound: a 404
+        if data["purpose"] not in PURPOSES:
+            raise InvalidRequest(f"File {data['id']} has purpose {data['purpose']!r}, not 'fine-tune'.",
+                                 "Upload training data with purpose='fine-tune'.", "training_file")  # fmt: skip
+        job_id = new_id("ftjob")
+        row = {
+            "id": job_id, "created_at": int(time.time()), "model": body.model, "training_file": data["id"],
+            "validation_file": None, "suffix": body.suffix, "seed": DEFAULT_SEED if body.seed is None else body.seed,
+            "metadata": body.metadata, "hyperparameters": hyper.model_dump(), "status": "validating_files",
+        }  # fmt: skip
+        self.store.add_job(row)
+        self.store.add_event(job_id, f"Validating training file: {data['id']}")
+        if data["status"] == "error":
+            message = f"Invalid training file {data['id']} ({data['filename']}): {data['status_details']}"
+            self.runner.fail(job_id, "invalid_training_file", message, "training_file")
+        else:
+            self.store.update_job(job_id, ("validating_files",), status="queued")
+            self.store.add_event(job_id, "Files validated, moving job to queued state.")
+            self.runner.wake.set()
+        return self.store.job(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        with self.runner.lock:
+            job = self.store.job(job_id)
+            if job["status"] in FINAL:
+                raise Conflict(f"Job {job_id} has already {job['status']}; only an unfinished job can be cancelled.")
+            self.store.update_job(job_id, cancel_requested=1)
+            self.store.update_job(job_id, ("validating_files", "queued", "running"), status="cancelled",
+                                  finished_at=int(time.time()))  # fmt: skip
+            self.store.add_event(job_id, "Job cancelled.")
+        self.runner.cancel(job_id)  # outside the lock: the worker takes it to finish the job
+        return self.store.job(job_id)
+
+    def job_folder(self, job_id: str) -> Path:
+        return self.runner.folder / job_id
