@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from lorastack.access import Role
-from lorastack.errors import LorastackError
+from lorastack.errors import LorastackError, NotFound
 from lorastack.serve.front_door.auth import denied
 from lorastack.serve.front_door.relay import parse_request
 from lorastack.serve.jobs.errors import InvalidRequest, TooLarge
@@ -138,7 +138,10 @@ def add_routes(app: FastAPI, jobs: FineTuning, keys: Any) -> None:
     async def content(request: Request) -> Any:
         row = await threaded(jobs.store.file)(request.path_params["file_id"])
         media = "text/csv" if row["stored"].endswith(".csv") else "application/octet-stream"
-        return FileResponse(jobs.files.path(row), media_type=media)
+        path = jobs.files.path(row)
+        if not path.is_file():
+            raise NotFound(f"File {row['id']}'s content is missing from the files folder.", "Upload it again.")
+        return FileResponse(path, media_type=media)
 
     async def delete_file(request: Request) -> Any:
         row = await threaded(jobs.files.delete)(request.path_params["file_id"])

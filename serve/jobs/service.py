@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lorastack.errors import NotFound
 from lorastack.models import BaseModel
 from lorastack.serve.jobs.errors import Conflict, InvalidRequest
 from lorastack.serve.jobs.files import PURPOSES, DataCheck, FileStore
@@ -31,6 +33,11 @@ class FineTuning:
     def __init__(self, registry: Registry, base: BaseModel, publish: Publish, settings: JobSettings | None = None,
                  check: DataCheck | None = None) -> None:  # fmt: skip
         self.settings = settings or JobSettings()
+        if self.settings.recipe is not None:
+            recipe = self.settings.recipe.expanduser().resolve()  # the trainer runs in the job's folder
+            if not recipe.is_file():
+                raise NotFound(f"The jobs recipe {recipe} does not exist.", "Give --jobs-recipe a YAML recipe file.")
+            self.settings = replace(self.settings, recipe=recipe)
         self.base = base
         self.store = JobStore(registry.db_path)
         self.files = FileStore(registry.home, self.store, self.settings.max_file_bytes, check)
@@ -38,6 +45,9 @@ class FineTuning:
 
     def start(self) -> None:
         """Start the worker: jobs a stopped server left running resume first, then the queued ones in order."""
+        for job_id in self.store.job_ids("validating_files"):  # a server stopped while creating it: check again
+            data = self.store.file(self.store.job(job_id)["training_file"])
+            self._validated(job_id, data)
         self.runner.start()
 
     def stop(self) -> None:
@@ -62,14 +72,18 @@ class FineTuning:
         }  # fmt: skip
         self.store.add_job(row)
         self.store.add_event(job_id, f"Validating training file: {data['id']}")
+        self._validated(job_id, data)
+        return self.store.job(job_id)
+
+    def _validated(self, job_id: str, data: dict[str, Any]) -> None:
+        """Queue the job, or fail it with the file's own check (the file:line of its first bad row)."""
         if data["status"] == "error":
             message = f"Invalid training file {data['id']} ({data['filename']}): {data['status_details']}"
             self.runner.fail(job_id, "invalid_training_file", message, "training_file")
-        else:
-            self.store.update_job(job_id, ("validating_files",), status="queued")
-            self.store.add_event(job_id, "Files validated, moving job to queued state.")
-            self.runner.wake.set()
-        return self.store.job(job_id)
+            return
+        self.store.update_job(job_id, ("validating_files",), status="queued")
+        self.store.add_event(job_id, "Files validated, moving job to queued state.")
+        self.runner.wake.set()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         with self.runner.lock:

@@ -202,6 +202,10 @@ class JobStore:
             changed = db.execute(f"UPDATE ft_jobs SET {sets} WHERE {where}", {**values, "_id": job_id}).rowcount
         return changed > 0
 
+    def job_ids(self, status: str) -> list[str]:
+        with self._connect() as db:
+            return [r["id"] for r in db.execute("SELECT id FROM ft_jobs WHERE status = ? ORDER BY seq", (status,))]
+
     def next_job(self) -> dict[str, Any] | None:
         """The job the worker runs next: one left running by a stopped server first, then the oldest queued."""
         with self._connect() as db:
