@@ -23,6 +23,8 @@ class Problem:
     """The final reply, with ``{result}`` where the calculator's output goes."""
     rounded: bool = False
     """The question asks for a result rounded to the cent (the eval tolerance is then 0.01)."""
+    plan: str = ""
+    """A short plan the assistant writes before its tool call (empty: none)."""
 
 
 Template = Callable[[random.Random], Problem]

@@ -18,12 +18,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lorastack.agent.prompts import SYSTEM_PROMPT
-from lorastack.finetune.synth import arithmetic, chat, facts
+from lorastack.finetune.synth import arithmetic, chat, documents, facts, functions, multistep
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,15 @@ class SynthConfig(BaseModel):
     """Documents in corpus_train (0 = one per 4 search conversations, at least 12)."""
     eval_docs: int = Field(0, ge=0)
     """Documents in corpus_eval (0 = one per 2 search questions, at least 6)."""
+    variety: Literal["basic", "broad"] = "basic"
+    """basic: the data the first tools-demo was trained on (byte for byte per seed). broad: adds two- and three-step
+    problems with a short plan before the call, documents with several facts of each question type (who, when, how
+    many, where), more plain knowledge, and an earlier chat turn before some questions."""
+    function_share: float = Field(0.0, ge=0)
+    """Share of training rows that call a client's own invented functions (or, one in four, none fits and the
+    reply is plain text). 0: none, as in basic. The eval set never has them (agent/evalsets/functions.jsonl does)."""
+    history_share: float = Field(0.15, ge=0, le=1)
+    """broad only: share of conversations that start with an earlier plain exchange."""
 
     @model_validator(mode="after")
     def _some_share(self) -> SynthConfig:
@@ -58,7 +67,12 @@ class SynthConfig(BaseModel):
 
     @property
     def shares(self) -> dict[str, float]:
-        return {"calculator": self.calculator_share, "search": self.search_share, "none": self.none_share}
+        shares = {"calculator": self.calculator_share, "search": self.search_share, "none": self.none_share}
+        return {**shares, "function": self.function_share} if self.function_share else shares
+
+    @property
+    def broad(self) -> bool:
+        return self.variety == "broad"
 
 
 @dataclass
@@ -114,7 +128,8 @@ def generate(out_dir: Path, config: SynthConfig | None = None, **fields: Any) ->
     config = config or SynthConfig(**fields)
     out_dir = Path(out_dir)
     seed = config.seed
-    train_counts, eval_counts = split_counts(config.n_train, config.shares), split_counts(config.n_eval, config.shares)
+    train_counts = split_counts(config.n_train, config.shares)
+    eval_counts = split_counts(config.n_eval, {k: v for k, v in config.shares.items() if k in KINDS})
     # The eval can ask each held-out common-knowledge question once; what does not fit goes to the calculator.
     spare = max(eval_counts["none"] - len(chat.eval_pool()), 0)
     eval_counts["none"] -= spare
@@ -124,8 +139,9 @@ def generate(out_dir: Path, config: SynthConfig | None = None, **fields: Any) ->
     pool = facts.NamePool(random.Random(f"synth-names-{seed}"), reserved)
     n_train_docs = config.train_docs or max(12, -(-train_counts["search"] // 4))
     n_eval_docs = config.eval_docs or max(6, -(-eval_counts["search"] // 2))
-    train_world = facts.make_world(pool, random.Random(f"synth-world-train-{seed}"), n_train_docs)
-    eval_world = facts.make_world(pool, random.Random(f"synth-world-eval-{seed}"), n_eval_docs)
+    make_world = documents.make_world if config.broad else facts.make_world
+    train_world = make_world(pool, random.Random(f"synth-world-train-{seed}"), n_train_docs)
+    eval_world = make_world(pool, random.Random(f"synth-world-eval-{seed}"), n_eval_docs)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, world in (("corpus_train", train_world), ("corpus_eval", eval_world)):
@@ -134,7 +150,7 @@ def generate(out_dir: Path, config: SynthConfig | None = None, **fields: Any) ->
     with tempfile.TemporaryDirectory(prefix="lorastack-synth-") as tmp:
         train_search = _search_tool(out_dir / "corpus_train", Path(tmp) / "train")
         eval_search = _search_tool(out_dir / "corpus_eval", Path(tmp) / "eval")
-        rows = _train_rows(random.Random(f"synth-train-{seed}"), train_counts, train_world, train_search)
+        rows = _train_rows(random.Random(f"synth-train-{seed}"), train_counts, train_world, train_search, config)
         items = _eval_items(random.Random(f"synth-eval-{seed}"), eval_counts, eval_world, eval_search)
 
     _write_jsonl(out_dir / "train.jsonl", rows)
@@ -167,12 +183,20 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
-def _conversation(question: str, call: tuple[str, dict] | None, observation: str, answer: str) -> list[dict]:
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+def _conversation(
+    question: str, call: tuple[str, dict] | None, observation: str, answer: str, plan: str = "",
+    before: tuple[tuple[str, str], ...] = (),
+) -> list[dict]:
+    """The agent's conversation: its system prompt, any ``before`` exchanges, the question, a tool call (after the
+    ``plan`` text, if any) and its observation, and the answer."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for asked, replied in before:
+        messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": replied}]
+    messages.append({"role": "user", "content": question})
     if call is not None:
         name, arguments = call
         messages += [
-            {"role": "assistant", "content": "", "tool_calls": [
+            {"role": "assistant", "content": plan, "tool_calls": [
                 {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]},
             {"role": "tool", "tool_call_id": "call_0", "content": observation},
         ]  # fmt: skip
@@ -199,28 +223,35 @@ def result_block(observation: str, source: str) -> str:
     return next((b for b in blocks if b.rstrip().endswith(f"source: {source}")), "")
 
 
-def _train_rows(rng: random.Random, counts: dict[str, int], world: list[facts.Entity], search: Any) -> list[dict]:
+def _train_rows(
+    rng: random.Random, counts: dict[str, int], world: list[facts.Entity], search: Any, config: SynthConfig
+) -> list[dict]:
     from lorastack.tools.calculator import calculator_tool  # LangChain, as above
 
     schemas = tool_schemas()
-    kinds = [k for k in KINDS for _ in range(counts[k])]
+    kinds = [k for k in counts for _ in range(counts[k])]
     rng.shuffle(kinds)
-    chat_pool, rows = chat.train_pool(), []
+    chat_pool, rows = (chat.broad_pool() if config.broad else chat.train_pool()), []
     for kind in kinds:
+        if kind == "function":  # a client's own functions, not the agent's
+            rows.append(functions.row(rng, fits=rng.random() < 0.75))
+            continue
+        before = (rng.choice(chat_pool),) if config.broad and rng.random() < config.history_share else ()
         if kind == "calculator":
-            problem = rng.choice(arithmetic.TRAIN_TEMPLATES)(rng)
+            broad = config.broad and rng.random() < 0.6
+            problem = rng.choice(multistep.BROAD_TEMPLATES if broad else arithmetic.TRAIN_TEMPLATES)(rng)
             observation = calculator_tool.invoke({"expression": problem.expression})
             arithmetic.check(problem, observation)
             messages = _conversation(problem.question, ("calculator", {"expression": problem.expression}),
-                                     observation, problem.answer.format(result=observation))  # fmt: skip
+                                     observation, problem.answer.format(result=observation), problem.plan, before)  # fmt: skip
         elif kind == "search":
             entity, fact, question, observation = _fact_question(rng, world, search, "train")
             query = fact.query.format(e=entity.name)
             answer = fact.answer.format(e=entity.name, v=fact.text)
-            messages = _conversation(question, ("search", {"query": query}), observation, answer)
+            messages = _conversation(question, ("search", {"query": query}), observation, answer, before=before)
         else:
             question, reply = rng.choice(chat_pool)
-            messages = _conversation(question, None, "", reply)
+            messages = _conversation(question, None, "", reply, before=before)
         rows.append({"messages": messages, "tools": schemas})
     return rows
 
