@@ -33,3 +33,22 @@ def one_line_error(result: Any) -> str:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
+
+
+def vary_adapter(source: Path, out: Path, seed: int, scale: float = 1.0) -> Path:
+    """A copy of adapter ``source`` with new random LoRA B weights (seeded): another adapter of the same shape in
+    milliseconds, where :func:`make_random_adapter` loads the base model each time."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "adapter_config.json", out / "adapter_config.json")
+    generator = torch.Generator().manual_seed(seed)
+    tensors = load_file(source / "adapter_model.safetensors")
+    for key, tensor in tensors.items():
+        if "lora_B" in key:
+            tensors[key] = torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * scale * tensor.std()
+    save_file(tensors, out / "adapter_model.safetensors", metadata={"format": "pt"})
+    return out

@@ -98,7 +98,9 @@ def test_s3_download_resumes_a_partial_file(s3, make_adapter: Callable[..., Path
     (first.folder / "adapter_model.safetensors.part.etag").write_text(etag)
     fetched_bytes: dict[str, list[int]] = {}
 
-    again = fetch("s3://adapters/resumable", downloads, lambda name, done, total: fetched_bytes.setdefault(name, []).append(done))
+    again = fetch(
+        "s3://adapters/resumable", downloads, lambda name, done, total: fetched_bytes.setdefault(name, []).append(done)
+    )
 
     assert (again.folder / "adapter_model.safetensors").read_bytes() == weights
     assert fetched_bytes["adapter_model.safetensors"][0] > len(weights) // 2  # counted on from the half it had
@@ -159,7 +161,11 @@ def test_hub_adapter_from_the_cache_records_the_commit(
     commit = _hub_cache(offline_hub, make_adapter(), "acme/adapters", "support", {"main": "", "v2": ""})
     registry = Registry(tmp_path / "home")
 
-    for source in ("hf://acme/adapters/support", "hf://acme/adapters@v2/support", f"hf://acme/adapters@{commit}/support"):
+    for source in (
+        "hf://acme/adapters/support",
+        "hf://acme/adapters@v2/support",
+        f"hf://acme/adapters@{commit}/support",
+    ):
         fetched = fetch(source, registry.home / "downloads")
         adapter = registry.register("support", fetched.folder, base_model, base_shapes, fetched.origin)
         assert (adapter.card["source"], adapter.card["source_revision"]) == (source, commit)
