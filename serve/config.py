@@ -36,6 +36,13 @@ class ServeConfig(BaseModel):
     """How many adapters vLLM keeps in host memory (>= max_loras). Unset: 4 x max_loras on CUDA, so adapters in
     rotation and versions loaded beside them in a promotion are never read from disk again mid-batch; vLLM's
     default (max_loras) on CPU."""
+    max_loaded: int | None = Field(None, ge=1)
+    """Most adapters kept loaded at once: a request for another registered adapter unloads the least recently used
+    one that is not pinned (versions behind aliases are, unless unpinned; see lorastack adapters pin). Also sizes
+    vLLM's slots: max_cpu_loras = max_loaded, max_loras = at most max_loaded. Unset: no limit."""
+    load_on_request: bool = True
+    """Load a registered adapter (or an alias's version) when a request first names it, instead of answering 404
+    until lorastack adapters load."""
     max_model_len: int = Field(2048, ge=128)
     """Context length in tokens (prompt + completion)."""
     dtype: str = "auto"
@@ -86,6 +93,12 @@ class ServeConfig(BaseModel):
             raise ValueError(f"max_cpu_loras ({self.max_cpu_loras}) must be >= max_loras ({self.max_loras})")
         return self
 
+    @model_validator(mode="after")
+    def _loaded_fit_the_slots(self) -> ServeConfig:
+        if self.max_loaded is not None and self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loaded:
+            raise ValueError(f"max_cpu_loras ({self.max_cpu_loras}) must be >= max_loaded ({self.max_loaded})")
+        return self
+
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
@@ -99,7 +112,12 @@ def lora_slots(config: ServeConfig, device: str) -> tuple[int, int | None]:
     On CUDA, 8 batch slots keep 8 adapters in round-robin from queueing for a slot (vLLM alone on an H200, 1B
     shape: 8 adapters round-robin at 0.895x base-only throughput with 8 slots), and 4 x that in host memory
     keeps hot-loaded adapters and promotion candidates from evicting one another.
+    With ``max_loaded``, vLLM's host cache holds exactly the adapters the front door keeps loaded (so none is read
+    from disk again while it stays loaded) and no more batch slots than that are reserved.
     """
+    if config.max_loaded is not None:
+        max_loras = min(config.max_loras or (4 if device == "cpu" else 8), config.max_loaded)
+        return max_loras, config.max_cpu_loras or max(config.max_loaded, max_loras)
     if device == "cpu":
         return config.max_loras or 4, config.max_cpu_loras
     max_loras = config.max_loras or 8

@@ -36,6 +36,7 @@ from lorastack.paths import home_dir
 from lorastack.serve.compatibility import (
     CONFIG_FILE, WEIGHTS_FILE, check_alias, check_compatible, check_name, inspect_adapter,
 )  # fmt: skip
+from lorastack.serve.sources import Origin
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ CREATE TABLE IF NOT EXISTS alias_history (
 CREATE TABLE IF NOT EXISTS settings (
     key      TEXT PRIMARY KEY,
     value    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    model    TEXT PRIMARY KEY,
+    pinned   INTEGER NOT NULL
 );
 """
 
@@ -208,6 +213,10 @@ class Registry:
                     "UPDATE alias_history SET parent = (SELECT MAX(h.id) FROM alias_history h "
                     "WHERE h.alias = alias_history.alias AND h.id < alias_history.id)"
                 )
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(adapters)")}
+            for column in ("source_url", "source_revision"):  # a registry from before remote sources: NULL, a folder
+                if column not in columns:
+                    db.execute(f"ALTER TABLE adapters ADD COLUMN {column} TEXT")
         self._sweep_staging()
 
     def _sweep_staging(self) -> None:
@@ -271,9 +280,7 @@ class Registry:
                     "SELECT * FROM adapters WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
                 ).fetchone()
             else:
-                row = db.execute(
-                    "SELECT * FROM adapters WHERE name = ? AND version = ?", (name, version)
-                ).fetchone()
+                row = db.execute("SELECT * FROM adapters WHERE name = ? AND version = ?", (name, version)).fetchone()
         if row is None:
             raise NotFound(f"No adapter {ref!r} in the registry.", "See lorastack adapters list.")
         return self._row(row)
@@ -361,9 +368,15 @@ class Registry:
     # -- writing -----------------------------------------------------------------------------------
 
     def register(
-        self, name: str, source: Path, base: BaseModel, base_shapes: dict[str, tuple[int, ...]]
+        self,
+        name: str,
+        source: Path,
+        base: BaseModel,
+        base_shapes: dict[str, tuple[int, ...]],
+        origin: Origin | None = None,
     ) -> AdapterVersion:
-        """Check ``source`` and copy it into the store as the next version of ``name``."""
+        """Check ``source`` and copy it into the store as the next version of ``name``. ``origin``: the remote URL
+        (and the revision it resolved to) that ``source`` was downloaded from; None for a local folder."""
         check_name(name)
         source = source.expanduser()
         info = inspect_adapter(source)
@@ -384,9 +397,11 @@ class Registry:
                 "alpha": info.alpha,
                 "target_modules": info.target_modules,
                 "created": created,
-                "source": str(source.resolve()),
+                "source": origin.url if origin else str(source.resolve()),
                 "sha256": sha,
             }
+            if origin is not None:
+                card["source_revision"] = origin.revision
             training = _training_card(staging)
             if training is not None:
                 card["training"] = training
@@ -402,8 +417,9 @@ class Registry:
                 staging.rename(target)
                 try:
                     db.execute(
-                        "INSERT INTO adapters (name, version, sha256, card, created) VALUES (?, ?, ?, ?, ?)",
-                        (name, version, sha, json.dumps(card), created),
+                        "INSERT INTO adapters (name, version, sha256, card, created, source_url, source_revision) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (name, version, sha, json.dumps(card), created, card["source"], card.get("source_revision")),
                     )
                 except BaseException:
                     shutil.rmtree(target, ignore_errors=True)
@@ -418,6 +434,19 @@ class Registry:
                 "INSERT INTO loaded (name, version) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET version = excluded.version",
                 (adapter.name, adapter.version),
+            )
+
+    def pins(self) -> dict[str, bool]:
+        """Served model name -> pinned (True) or explicitly unpinned (False); names not here take the default."""
+        with self._connect() as db:
+            return {r["model"]: bool(r["pinned"]) for r in db.execute("SELECT model, pinned FROM pins")}
+
+    def set_pin(self, model: str, pinned: bool) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO pins (model, pinned) VALUES (?, ?) "
+                "ON CONFLICT (model) DO UPDATE SET pinned = excluded.pinned",
+                (model, int(pinned)),
             )
 
     def mark_unloaded(self, name: str) -> None:
