@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -14,8 +15,11 @@ from lorastack.serve.config import ServeConfig
 from lorastack.serve.loading import load_adapter, unload_adapter
 from lorastack.serve.promote import promote, rollback
 from lorastack.serve.registry import Registry, parse_ref
+from lorastack.serve.sources import Progress, discard, fetch
 from lorastack.serve.state import current_server
 from rich.console import Console
+from rich.progress import DownloadColumn, TaskID
+from rich.progress import Progress as RichProgress
 
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.errors import NotFound, ServerError
@@ -61,20 +65,46 @@ def serve(
 @adapters.command()
 def register(
     name: str = typer.Argument(..., help="Name clients will use as the model (a-z, 0-9, '.', '_', '-')."),
-    path: Path = typer.Argument(..., help="A PEFT LoRA adapter folder (adapter_config.json + safetensors)."),
+    source: str = typer.Argument(
+        ...,
+        metavar="SOURCE",
+        help="A PEFT LoRA adapter (adapter_config.json + safetensors): a folder, hf://ORG/REPO@REVISION/SUBFOLDER "
+        "(revision and subfolder optional) or s3://BUCKET/PREFIX. Credentials come from the environment (HF_TOKEN, "
+        "AWS_PROFILE, AWS_ACCESS_KEY_ID...), never into the registry.",
+    ),
     base_model: Optional[str] = typer.Option(
         None, help="Base model to check the adapter against. Default: the running server's, else the embedded one."
     ),
 ) -> None:
-    """Check an adapter and copy it into the store as the next version of NAME."""
+    """Check an adapter (downloaded first if remote) and copy it into the store as the next version of NAME."""
     registry = Registry()
     server = current_server(registry.home)
     base = server.base if (server and base_model is None) else resolve_base_model(base_model)
-    adapter = registry.register(name, path, base, base.weight_shapes())
+    with _download_progress() as progress:
+        fetched = fetch(source, registry.home / "downloads", progress)
+    adapter = registry.register(name, fetched.folder, base, base.weight_shapes(), fetched.origin)
+    discard(fetched)
+    origin = f" from {fetched.origin.url} ({fetched.origin.revision})" if fetched.origin else ""
     console.print(
-        f"Registered [bold]{adapter.ref}[/] (rank {adapter.card['rank']}, sha256 {adapter.sha256[:12]}). "
-        f"Load it with: lorastack adapters load {adapter.name}"
+        f"Registered [bold]{adapter.ref}[/]{origin} (rank {adapter.card['rank']}, sha256 {adapter.sha256[:12]}). "
+        f"Clients can call it as model={adapter.name!r} (loaded on the first request), or load it now: "
+        f"lorastack adapters load {adapter.name}"
     )
+
+
+@contextmanager
+def _download_progress() -> Iterator[Progress]:
+    """A progress bar per file that an s3:// download fetches (the hub's downloads show their own)."""
+    with RichProgress(*RichProgress.get_default_columns(), DownloadColumn(), console=Console(stderr=True),
+                      transient=True) as bars:  # fmt: skip
+        tasks: dict[str, TaskID] = {}
+
+        def progress(file_name: str, done: int, total: int) -> None:
+            if file_name not in tasks:
+                tasks[file_name] = bars.add_task(file_name, total=total)
+            bars.update(tasks[file_name], completed=done)
+
+        yield progress
 
 
 @adapters.command("list")
@@ -128,6 +158,33 @@ def unload(name: str = typer.Argument(..., help="Adapter name.")) -> None:
     registry = Registry()
     live = unload_adapter(registry, parse_ref(name)[0], current_server(registry.home))
     console.print(f"Unloaded {name}." if live else f"{name} will no longer be loaded at start.")
+
+
+@adapters.command()
+def pin(ref: str = typer.Argument(..., help="An alias, NAME or NAME@vN, as clients name it.")) -> None:
+    """Keep an adapter loaded: with --max-loaded, it is never evicted to make room (aliases' versions are pinned
+    unless unpinned)."""
+    _pin(ref, True)
+
+
+@adapters.command()
+def unpin(ref: str = typer.Argument(..., help="An alias, NAME or NAME@vN, as clients name it.")) -> None:
+    """Let an adapter be evicted again when it is the least recently used (an alias's version too)."""
+    _pin(ref, False)
+
+
+def _pin(ref: str, pinned: bool) -> None:
+    registry = Registry()
+    server = current_server(registry.home)
+    if server is not None:
+        served = server.client.pin(ref, pinned)["served"]
+    else:
+        alias = registry.alias(ref)
+        served = alias.ref if alias is not None else ref
+        registry.get(served)  # NotFound for a name the registry does not have
+        registry.set_pin(served, pinned)
+    what = f" (what {ref} serves)" if served != ref else ""
+    console.print(f"{'Pinned' if pinned else 'Unpinned'} {served}{what}.")
 
 
 @adapters.command()

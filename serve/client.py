@@ -73,6 +73,11 @@ class ServerClient(_Client):
     def unload(self, name: str) -> dict:
         return self._admin("/admin/adapters/unload", {"name": name}, f"unload {name}")
 
+    def pin(self, ref: str, pinned: bool) -> dict:
+        """Keep what ``ref`` serves (alias, NAME or NAME@vN) from eviction, or let it go (``pinned`` False)."""
+        action = f"{'pin' if pinned else 'unpin'} {ref}"
+        return self._admin("/admin/adapters/pin", {"ref": ref, "pinned": pinned}, action)
+
     def promote(self, ref: str, alias: str, requirement: EvalRequirement | None = None) -> dict:
         """Ask the front door to switch ``alias`` to ``ref`` (loaded, evaluated if ``requirement`` says so, and
         checked first; the old one drains). An eval runs in the server and takes as long as it takes."""

@@ -61,10 +61,12 @@ def test_runtime_load_then_unload(vllm_server, make_adapter, base_model, base_sh
     assert _chat(client, "gamma")
 
     assert unload_adapter(registry, "gamma", state) is True
-    assert "gamma" not in {m.id for m in client.models.list().data}
+    assert "gamma" not in vllm_server.vllm.served_adapters()
     assert "gamma" not in {a.name for a in registry.loaded()}
-    with pytest.raises(openai.NotFoundError):
-        _chat(client, "gamma")
+    listed = {m.id: m for m in client.models.list().data}
+    assert listed["gamma"].model_extra["loaded"] is False  # still registered: listed, and loaded on request
+    assert _chat(client, "gamma")
+    assert "gamma" in vllm_server.vllm.served_adapters()
 
 
 def test_new_version_replaces_the_served_one(vllm_server, make_adapter, base_model, base_shapes) -> None:
