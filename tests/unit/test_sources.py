@@ -203,3 +203,26 @@ def test_registry_from_before_sources_opens_and_keeps_its_adapters(
         assert db.execute("SELECT source_url FROM adapters").fetchone() == (None,)
     assert json.loads((old.path / "card.json").read_text())["source"] == str(make_adapter().resolve())
     assert set(FETCHED) >= {"adapter_config.json", "adapter_model.safetensors"}
+
+
+def test_register_and_pin_from_the_command_line(s3, make_adapter: Callable[..., Path]) -> None:
+    """`lorastack adapters register NAME s3://...`, then pin and unpin with no server running."""
+    from typer.testing import CliRunner
+
+    from lorastack.cli import app
+
+    _upload(s3, make_adapter(), "cli/support")
+    runner = CliRunner()
+
+    registered = runner.invoke(app, ["adapters", "register", "support", "s3://adapters/cli/support"])
+    assert registered.exit_code == 0, registered.output
+    assert "support@v1 from s3://adapters/cli/support" in " ".join(registered.output.split())
+    shown = runner.invoke(app, ["adapters", "show", "support"])
+    assert '"source": "s3://adapters/cli/support"' in shown.output
+
+    assert runner.invoke(app, ["adapters", "pin", "support@v1"]).exit_code == 0
+    assert Registry().pins() == {"support@v1": True}
+    assert runner.invoke(app, ["adapters", "unpin", "support@v1"]).exit_code == 0
+    assert Registry().pins() == {"support@v1": False}
+    missing = runner.invoke(app, ["adapters", "pin", "nobody"])
+    assert missing.exit_code != 0 and "nobody" in str(missing.exception or missing.output)
