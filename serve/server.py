@@ -19,11 +19,12 @@ import uvicorn
 from lorastack.errors import LorastackError, ServerError
 from lorastack.evaluation import Evaluator
 from lorastack.models import resolve_base_model
-from lorastack.serve.config import ServeConfig, fitting_rank, lora_slots
+from lorastack.serve.config import ServeConfig, fitting_rank, front_door_workers, lora_slots
 from lorastack.serve.demo import install_demo_adapter
 from lorastack.serve.engine import VLLMProcess, effective_tool_parser, pick_device, port_in_use, vllm_command
 from lorastack.serve.front_door import FrontDoor
 from lorastack.serve.jobs import DataCheck, JobSettings
+from lorastack.serve.front_door.workers import WorkerPool
 from lorastack.serve.registry import Registry
 from lorastack.serve.state import ServerState, current_server, state_path, write_state
 
@@ -42,6 +43,7 @@ class RunningServer:
     config: ServeConfig
     registry: Registry
     _front: uvicorn.Server | None = None
+    pool: WorkerPool | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
     failure: LorastackError | None = None
@@ -53,6 +55,8 @@ class RunningServer:
     def stop(self) -> None:
         self._stopping.set()
         self.front_door.jobs.stop()  # a job in training stays running: the next start resumes it
+        if self.pool is not None:
+            self.pool.stop()
         if self._front is not None:
             self._front.should_exit = True
         for thread in self._threads:
@@ -72,10 +76,10 @@ class RunningServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _serve_front(self) -> None:
+    def _serve_front(self, host: str, port: int) -> None:
         front = uvicorn.Server(
-            uvicorn.Config(self.front_door.app, host=self.config.host, port=self.config.port, log_level="warning",
-                           access_log=False, timeout_keep_alive=30)
+            uvicorn.Config(self.front_door.app, host=host, port=port, log_level="warning", access_log=False,
+                           timeout_keep_alive=30)
         )  # fmt: skip
         self._front = front
         thread = threading.Thread(target=front.run, name="lorastack-front-door", daemon=True)
@@ -84,7 +88,7 @@ class RunningServer:
         deadline = time.monotonic() + 30
         while not front.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                raise ServerError(f"The front door could not listen on {self.config.host}:{self.config.port}.")
+                raise ServerError(f"The front door could not listen on {host}:{port}.")
             time.sleep(0.05)
 
     def _supervise(self) -> None:
@@ -99,6 +103,7 @@ class RunningServer:
             if self.process.alive():
                 continue
             self.front_door.available.clear()
+            self.front_door.publish(wait=False)
             logger.warning("vLLM exited (code %s); restarting it...", self.process.process.returncode)
             try:
                 self.process.stop()  # whatever workers are left
@@ -113,6 +118,7 @@ class RunningServer:
             self.state = replace(self.state, engine_pid=self.process.process.pid)
             write_state(state_path(self.home), self.state)
             self.front_door.available.set()
+            self.front_door.publish(wait=False)
             logger.info("vLLM is back.")
 
 
@@ -162,22 +168,42 @@ def start_server(
         device=device, max_lora_rank=max_rank, max_loras=lora_slots(config, device)[0], tool_call_parser=tool_parser,
         upstream_url=upstream, engine_pid=process.process.pid if process else 0,
     )  # fmt: skip
-    front_door = FrontDoor(
-        state,
-        registry,
-        evaluator=evaluator,
-        upstream_key=upstream_key,
-        jobs=JobSettings(config.jobs_recipe, config.max_file_mib * 2**20),
-        data_check=data_check,
-    )
-    server = RunningServer(state, process, front_door, [], registry.home, config, registry)
     try:
+        front_door = FrontDoor(
+            state,
+            registry,
+            evaluator=evaluator,
+            upstream_key=upstream_key,
+            max_loaded=config.max_loaded,
+            on_demand=config.load_on_request,
+            jobs=JobSettings(config.jobs_recipe, config.max_file_mib * 2**20),
+            data_check=data_check,
+        )
+    except BaseException:
+        if process is not None:
+            process.stop()  # started above: never left running behind a failed start
+        raise
+    server = RunningServer(state, process, front_door, [], registry.home, config, registry)
+    front = (config.host, config.port)
+    try:
+        if (workers := front_door_workers(config, device)) > 1:
+            front = ("127.0.0.1", _free_port())  # the control process: reached by its workers and this machine only
+            server.pool = WorkerPool(workers, config.host, config.port, f"http://{front[0]}:{front[1]}", upstream,
+                                     upstream_key, base.name, registry.home)  # fmt: skip
+            front_door.attach_workers(server.pool)
         if process is not None:
             process.wait_healthy(config.startup_timeout)
         elif not front_door.vllm.healthy():
             raise ServerError(f"No healthy vLLM at {upstream}.", "Start it first, or leave out --vllm-url.")
-        server._serve_front()
+        server._serve_front(*front)
         server.restore_errors = front_door.restore()
+        if server.pool is not None:
+            logger.info("Starting %s front-door workers on port %s...", workers, config.port)
+            try:
+                server.pool.start()
+            except RuntimeError as exc:
+                raise ServerError(f"The front door could not start its workers ({exc}).",
+                                  "See the log above; --workers 1 runs the front door in one process.") from None
         front_door.jobs.start()  # jobs left running by the last server resume from their checkpoints
         write_state(state_path(registry.home), state)  # other commands find it once it serves what it should
         if process is not None:

@@ -26,10 +26,11 @@ from lorastack.serve.front_door import errors
 from lorastack.serve.front_door.auth import denied
 from lorastack.serve.front_door.metrics import CountResponses
 from lorastack.serve.front_door.protocol import (
-    ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, LoadBody,
-    PromoteBody, RollbackBody, TokenizeRequest, UnloadBody,
+    INFERENCE, UTILITY, LoadBody, PinBody, PromoteBody, RollbackBody, UnloadBody,
 )  # fmt: skip
-from lorastack.serve.front_door.relay import Relay, parse_request
+from lorastack.serve.front_door.protocol import BadRequest, parse_body
+from lorastack.serve.front_door.relay import Relay, parse_request, read_body
+from lorastack.serve.front_door.worker import SYNC_PATH
 from lorastack.serve.jobs.api_router import add_routes as add_job_routes
 from lorastack.serve.jobs.api_router import schema_models as job_schema_models
 
@@ -37,15 +38,6 @@ if TYPE_CHECKING:
     from lorastack.serve.front_door.service import FrontDoor
 
 logger = logging.getLogger(__name__)
-
-INFERENCE = {
-    "/v1/chat/completions": ChatCompletionRequest,
-    "/v1/completions": CompletionRequest,
-    "/v1/embeddings": EmbeddingRequest,
-}
-UTILITY = {"/tokenize": TokenizeRequest, "/detokenize": DetokenizeRequest}
-"""vLLM's own routes an inference key may also reach (forwarded whole, not streamed)."""
-
 
 def _body(model: type[BaseModel]) -> dict:
     """The OpenAPI request body of a route whose handler parses ``model`` itself."""
@@ -62,6 +54,7 @@ def build_app(door: FrontDoor) -> FastAPI:
         await relay.close()
 
     app = FastAPI(title="lorastack", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    relay.residency = door.residency
     app.state.relay = relay
 
     @app.get("/health")
@@ -78,7 +71,18 @@ def build_app(door: FrontDoor) -> FastAPI:
     async def metrics(request: Request) -> Response:
         if refusal := denied(door.keys, request, Role.admin):
             return refusal
-        return Response(door.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        workers = door.pool.worker_metrics() if door.pool is not None else ()
+        return Response(door.metrics.render(workers), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post(SYNC_PATH, include_in_schema=False)
+    async def sync(request: Request) -> Response:
+        """A front-door worker's long poll (see ``workers``); no such route for anyone else."""
+        if door.pool is None or not request.scope.get("lorastack_worker"):
+            return errors.not_found(SYNC_PATH)
+        try:
+            return JSONResponse(await door.pool.sync(parse_body(await read_body(request))))
+        except (BadRequest, ValueError, TypeError, AttributeError):
+            return errors.invalid("Malformed worker report.")
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> Response:
@@ -106,6 +110,13 @@ def build_app(door: FrontDoor) -> FastAPI:
                 "id": alias, "object": "model", "created": now, "owned_by": "lorastack", "root": target,
                 "parent": door.base_name,
             })  # fmt: skip
+        listed = {entry.get("id") for entry in data["data"]}
+        for name, ref in await run_in_threadpool(door.residency.available):
+            if name not in listed:  # registered, loaded on its first request
+                data["data"].append({
+                    "id": name, "object": "model", "created": now, "owned_by": "lorastack", "root": ref,
+                    "parent": door.base_name, "loaded": False,
+                })  # fmt: skip
         return JSONResponse(data)
 
     def inference(path: str, schema: type[BaseModel]) -> None:
@@ -168,6 +179,8 @@ def build_app(door: FrontDoor) -> FastAPI:
     admin("/admin/rollback", RollbackBody, lambda b: door.rollback(b.alias).body())
     admin("/admin/adapters/load", LoadBody, lambda b: _loaded(door.load(b.ref)))
     admin("/admin/adapters/unload", UnloadBody, lambda b: {"name": b.name, "live": door.unload(b.name)})  # fmt: skip
+    admin("/admin/adapters/pin", PinBody,
+          lambda b: {"ref": b.ref, "served": door.pin(b.ref, b.pinned), "pinned": b.pinned})  # fmt: skip
 
     add_job_routes(app, door.jobs, door.keys)  # /v1/files and /v1/fine_tuning/jobs (serve/jobs)
 

@@ -14,7 +14,9 @@ from lorastack.evaluation import Endpoint, EvalRequirement, Evaluator
 from lorastack.serve.client import VLLMClient
 from lorastack.serve.front_door.api_router import build_app
 from lorastack.serve.front_door.metrics import Metrics
+from lorastack.serve.front_door.residency import Residency
 from lorastack.serve.front_door.routing import Routes, versioned
+from lorastack.serve.front_door.workers import TrustedWorkers, WorkerPool
 from lorastack.serve.jobs import DataCheck, FineTuning, JobSettings
 from lorastack.serve.keys import KeyStore
 from lorastack.serve.loading import LoadResult, checked, load_into, restore_loaded, unload_from
@@ -51,12 +53,15 @@ class FrontDoor:
         evaluator: Evaluator | None = None,
         upstream_key: str | None = None,
         drain_timeout: float = 600,
+        max_loaded: int | None = None,
+        on_demand: bool = True,
         jobs: JobSettings | None = None,
         data_check: DataCheck | None = None,
     ) -> None:
         """``state`` is the served base model and rank every adapter is checked against; its ``upstream_url`` is
         vLLM, reached with ``upstream_key`` (vLLM's own key: nothing but this process knows it). ``evaluator`` runs
-        a promotion's eval (the agent's; None: promotions cannot ask for one)."""
+        a promotion's eval (the agent's; None: promotions cannot ask for one). ``max_loaded`` adapters at most stay
+        in vLLM (None: no limit); ``on_demand`` loads a registered adapter on its first request (see residency)."""
         self.state = state
         self.upstream = (state.upstream_url or state.url).rstrip("/")
         self.upstream_key = upstream_key
@@ -71,9 +76,35 @@ class FrontDoor:
         self.drain_timeout = drain_timeout
         self._admin = threading.Lock()
         self.vllm = VLLMClient(self.upstream, api_key=upstream_key)
+        self.pool: WorkerPool | None = None
+        self.residency = Residency(self.vllm, registry, state, self.routes, self.metrics, max_loaded, on_demand)
+        self.residency.changed = lambda: self.publish(wait=False)  # a load on request or an eviction: tell workers
         # Fine-tuning jobs (OpenAI's files and fine_tuning.jobs): a finished job is served through a promotion.
         self.jobs = FineTuning(registry, state.base, lambda ref, alias: self.promote(ref, alias), jobs, data_check)
         self.app = build_app(self)
+
+    def attach_workers(self, pool: WorkerPool) -> None:
+        """Serve through ``pool``'s worker processes (before the app starts): this process becomes their control."""
+        self.pool = pool
+        self.app.add_middleware(TrustedWorkers, token=pool.token)
+        self.publish(wait=False)
+
+    def publish(self, wait: bool = True) -> None:
+        """Hand the workers the current routes (no-op without workers); with ``wait``, once they all applied them."""
+        if self.pool is None:
+            return
+        aliases = self.routes.snapshot()
+        try:
+            served = set(self.vllm.served_adapters()) if self.available.is_set() else set()
+        except (LorastackError, httpx.HTTPError):
+            served = set()
+        self.pool.publish(aliases, {self.base_name, *served, *aliases.values()}, self.available.is_set(), wait)
+
+    def drain(self, upstream: str, timeout: float) -> bool:
+        """Wait until no request is in flight on ``upstream``, here and in every worker."""
+        if not self.routes.drain(upstream, timeout):
+            return False
+        return self.pool is None or self.pool.drained(upstream, timeout)
 
     # -- at start ----------------------------------------------------------------------------------------------
 
@@ -81,17 +112,22 @@ class FrontDoor:
         """Load every adapter marked loaded, and every aliased version under its versioned name (at every start of
         vLLM); report, not raise, what fails."""
         with self._admin:  # a promotion cannot interleave with a restore
-            return restore_loaded(self.registry, self.state, self.vllm) + self._restore_aliases()
+            self.residency.sync()
+            # Aliases first: they are pinned, and with --max-loaded the marked adapters then take the slots left.
+            failures = self._restore_aliases() + restore_loaded(self.registry, self.state, self.residency)
+            self.publish(wait=False)
+            return failures
 
     def _restore_aliases(self) -> list[LorastackError]:
         errors: list[LorastackError] = []
-        served = self.vllm.served_adapters()
+        served = self.residency.served_adapters()
         for alias, adapter in self.registry.aliases().items():
             name = versioned(adapter)
             try:
                 if name not in served:
                     checked(self.registry, adapter.ref, self.state)
-                    self.vllm.load_adapter(name, str(adapter.path))
+                    with self.residency.hold(name):  # not evicted for the next one before its alias pins it
+                        self.residency.load_adapter(name, str(adapter.path), trigger="restore")
                     served[name] = str(adapter.path)
             except LorastackError as exc:
                 errors.append(exc)
@@ -106,11 +142,23 @@ class FrontDoor:
     def load(self, ref: str) -> LoadResult:
         """Load a registered version under its name: checked against the served base and rank, sha256 verified."""
         with self._admin:
-            return load_into(self.registry, ref, self.state, self.vllm)
+            result = load_into(self.registry, ref, self.state, self.residency)
+            self.publish()
+            return result
 
     def unload(self, name: str) -> bool:
         with self._admin:
-            return unload_from(self.registry, name, self.vllm)
+            live = unload_from(self.registry, name, self.residency)
+            self.publish()
+            return live
+
+    def pin(self, ref: str, pinned: bool) -> str:
+        """Pin (or unpin) what ``ref`` serves: an alias's version, ``name@vN`` or ``name``. Returns the served name."""
+        with self._admin:
+            upstream = self.routes.snapshot().get(ref) or ref
+            self.residency.resolve(upstream)  # NotFound for a name the registry does not have
+            self.residency.pin(upstream, pinned)
+            return upstream
 
     # -- promotion ---------------------------------------------------------------------------------------------
 
@@ -132,20 +180,22 @@ class FrontDoor:
             baseline = accuracy = None
             if requirement is not None:
                 baseline = self._evaluate(requirement, baseline_model)
-            fresh = name not in self.vllm.served_adapters()
-            if fresh:
-                self.vllm.load_adapter(name, str(adapter.path))
-            try:
-                if requirement is not None:
-                    accuracy = self._evaluate(requirement, name)
-                    _require(requirement, adapter, alias, accuracy, baseline_model, baseline)
-                self._probe(name)
-                self.registry.set_alias(alias, adapter)  # persisted first: if this fails, nothing has switched
-                old = self.routes.switch(alias, name)  # the switch itself: one assignment under the routes lock
-            except BaseException:
+            fresh = name not in self.residency.served_adapters()
+            with self.residency.hold(name):  # not evicted for another adapter before its alias pins it
                 if fresh:
-                    self._unload_quietly(name)
-                raise
+                    self.residency.load_adapter(name, str(adapter.path))
+                try:
+                    if requirement is not None:
+                        accuracy = self._evaluate(requirement, name)
+                        _require(requirement, adapter, alias, accuracy, baseline_model, baseline)
+                    self._probe(name)
+                    self.registry.set_alias(alias, adapter)  # persisted first: if this fails, nothing has switched
+                    old = self.routes.switch(alias, name)  # the switch itself: one assignment under the routes lock
+                except BaseException:
+                    if fresh:
+                        self._unload_quietly(name)
+                    raise
+            self.publish()  # with workers: returns once every one of them routes the alias to the new version
         if old and old != name:
             threading.Thread(target=self._retire, args=(old,), daemon=True, name=f"retire-{old}").start()
         if requirement is None:
@@ -170,7 +220,7 @@ class FrontDoor:
     def _unload_quietly(self, name: str) -> None:
         """Take a candidate out again after a failed promotion; the promotion's own error is what the caller sees."""
         try:
-            self.vllm.unload_adapter(name)
+            self.residency.unload_adapter(name)
         except LorastackError as exc:
             logger.warning("Could not unload %s after its failed promotion: %s", name, exc)
 
@@ -186,7 +236,7 @@ class FrontDoor:
             raise AdapterRejected(f"{name} failed its check (HTTP {response.status_code}): {response.text[:200]}")
 
     def _retire(self, upstream: str) -> None:
-        if not self.routes.drain(upstream, self.drain_timeout):
+        if not self.drain(upstream, self.drain_timeout):
             logger.warning("%s still busy after %s s; left loaded", upstream, self.drain_timeout)
             return
         with self._admin:  # no promotion may re-point an alias at it between the check and the unload
@@ -194,10 +244,11 @@ class FrontDoor:
                 if upstream in self.routes.aliases.values() or self.routes.inflight[upstream] > 0:
                     return
             try:
-                self.vllm.unload_adapter(upstream)
+                self.residency.unload_adapter(upstream)
                 logger.debug("Unloaded %s after it drained", upstream)
             except LorastackError as exc:
                 logger.warning("Could not unload %s: %s", upstream, exc)
+            self.publish(wait=False)
 
 
 def _require(requirement: EvalRequirement, adapter: AdapterVersion, alias: str, accuracy: float,
