@@ -6,14 +6,14 @@ Run as: python benchmarks/gpu/serve_bench.py --base DIR --adapters DIR --out res
 
 It starts ``lorastack serve`` on the base model (vLLM with the LoRA settings lorastack chooses), registers and loads
 8 adapters, then measures the same requests three ways, back to back for each case: straight to vLLM, through the
-front door as it is, and through a second front door (``--vllm-url`` on the same vLLM) whose client pool to vLLM
-has no connection limit (``run_server.py --unlimited-upstream``; httpx's default pool holds 100 connections).
+front door as ``lorastack serve`` runs it (on CUDA: several worker processes, ``--workers``), and through a second
+front door (``--vllm-url`` on the same vLLM) run as one process (``--workers 1``, the baseline before workers).
 Cases: concurrency 64 and 256 x base model only / 8 adapters round-robin / base and adapters mixed 1:1.
 
 The load generator is several processes (asyncio + aiohttp, streaming /v1/completions, 64 random prompt tokens,
 128 output tokens with ignore_eos); each reports the CPU it used, so its ceiling can be read off (a process near
 100% of one core would be the limit). Per case: output tokens/s, TTFT and inter-token latency p50/p99, and the CPU
-of the front door's process and of vLLM's API server.
+of the front door's processes (summed) and of vLLM's API server.
 
 Then: hot-load of an r16 all-linear adapter (through the front door, and vLLM's route directly, 3 times each, and
 the first request after); a promotion while 64 streams run on the alias (failed requests, promote time, time from
@@ -190,6 +190,11 @@ def children(pid: int) -> list[int]:
         return []
 
 
+def front_door_pids(pid: int, vllm_pid: int | None) -> list[int]:
+    """The front door's processes: ``lorastack serve`` itself and its workers (its children other than vLLM)."""
+    return [pid, *(c for c in children(pid) if c != vllm_pid)]
+
+
 class Server:
     """``run_server.py`` (``lorastack serve``) in its own home, as a subprocess."""
 
@@ -251,14 +256,16 @@ def compare(out: Path, targets: dict[str, tuple[str, int | None, dict]], base: s
         per_worker = (2 if quick else 8) if concurrency == 64 else (1 if quick else 4)
         for mix, models in mixes.items():
             for label, (url, pid, headers) in targets.items():
-                pids = [p for p in (pid, meta["vllm_pid"]) if p]  # vLLM's API server: the process lorastack started
+                front = front_door_pids(pid, meta["vllm_pid"]) if pid else []
+                pids = [*front, *([meta["vllm_pid"]] if meta["vllm_pid"] else [])]  # vLLM's API server as well
                 before = {p: cpu_seconds(p) for p in pids}
                 records, client_cpu, wall = load(f"{url}/v1/completions", models, concurrency, per_worker, processes,
                                                  headers=headers)  # fmt: skip
                 used = {p: round((cpu_seconds(p) - before[p]) / wall, 3) for p in pids}
                 emit(out, {"kind": "throughput", "path": label, "concurrency": concurrency, "mix": mix,
                            **summarize(records, wall), "client_cpu": client_cpu,
-                           "front_door_cpu": used.get(pid) if pid else None,
+                           "front_door_cpu": round(sum(used[p] for p in front), 3) if pid else None,
+                           "front_door_processes": len(front) or None,
                            "vllm_api_cpu": used.get(meta["vllm_pid"]), **meta["tags"]})  # fmt: skip
 
 
@@ -342,7 +349,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests per case")
     parser.add_argument("--tag", action="append", default=[], help="KEY=VALUE added to every line")
     parser.add_argument("--only", default="compare,hot_load,promotion,profile")
-    parser.add_argument("--paths", default="direct,front_door,front_door_unlimited_pool", help="what to measure")
+    parser.add_argument("--paths", default="direct,front_door,front_door_one_process", help="what to measure")
     parser.add_argument("--concurrency", default="64,256")
     parser.add_argument("--vllm-arg", action="append", default=[], help="a vLLM argument (--vllm-arg=--flag)")
     parser.add_argument("--attach", help="measure a vLLM that is already running at this URL instead of starting one")
@@ -380,18 +387,18 @@ def main() -> None:
             registry.register(path.name, path, base, shapes)
             load_adapter(registry, path.name, state)
             names.append(path.name)
-        # The second front door: the same vLLM, no pool limit; its own home (one server per home).
+        # The second front door: the same vLLM, the front door as one process (as before --workers); its own home.
         key = vllm_key(vllm_pid) if vllm_pid else None
         auth = {"Authorization": f"Bearer {key}"} if key else {}
         attach_args = ["--base-model", str(args.base), "--vllm-url", front["upstream_url"], "--no-demo-adapter",
                        *(["--vllm-api-key", key] if key else [])]  # fmt: skip
-        unlimited = Server(work / "home-unlimited", 9101, attach_args, ["--unlimited-upstream"])
-        servers.append(unlimited)
-        unlimited_state = unlimited.wait(300)
+        single = Server(work / "home-single", 9101, [*attach_args, "--workers", "1"])
+        servers.append(single)
+        single_state = single.wait(300)
         targets = {
             "direct": (front["upstream_url"], None, auth),
             "front_door": (front["url"], front["pid"], {}),
-            "front_door_unlimited_pool": (unlimited_state["url"], unlimited_state["pid"], {}),
+            "front_door_one_process": (single_state["url"], single_state["pid"], {}),
         }
         targets = {k: v for k, v in targets.items() if k in args.paths.split(",")}
         # Warm-up: every path, every model, a few requests (CUDA graphs, adapters in their slots, connections).
@@ -405,13 +412,13 @@ def main() -> None:
         if "promotion" in steps and len(adapters) > 10:
             promotion(args.out, front, main_server.home, adapters[9], adapters[10], args.processes, meta)
         if "profile" in steps and args.profile_out:
-            profiled = Server(work / "home-profiled", 9102, attach_args,
-                              ["--unlimited-upstream", "--sample-profile", str(args.profile_out)])
+            profiled = Server(work / "home-profiled", 9102, [*attach_args, "--workers", "1"],
+                              ["--sample-profile", str(args.profile_out)])
             servers.append(profiled)
             state = profiled.wait(300)
 
             records, client_cpu, wall = load(f"{state['url']}/v1/completions", names, 256, 2, args.processes)
-            emit(args.out, {"kind": "throughput", "path": "front_door_unlimited_profiled", "concurrency": 256,
+            emit(args.out, {"kind": "throughput", "path": "front_door_one_process_profiled", "concurrency": 256,
                             "mix": "adapters8", **summarize(records, wall), "client_cpu": client_cpu, **tags})
             profiled.stop()
         metrics = httpx.get(f"{front['url']}/metrics", timeout=10).text
