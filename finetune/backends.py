@@ -61,10 +61,13 @@ def load_model(config: TrainConfig, choices: RunChoices, model_path: str, max_le
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=config.double_quant,
             bnb_4bit_compute_dtype=dtype,
+            # FSDP shards parameters of one floating dtype: 4-bit weights packed in the compute dtype shard with
+            # the rest (the FSDP-QLoRA recipe); uint8, the default, cannot.
+            bnb_4bit_quant_storage=dtype if choices.distributed == "fsdp" else torch.uint8,
         )
     elif choices.quantization == "int8":
         quant = BitsAndBytesConfig(load_in_8bit=True)
-    device_map = {"": torch.cuda.current_device()} if choices.on_gpu else {"": "cpu"}
+    device_map = {"": _device(choices)}
     model = AutoModelForCausalLM.from_pretrained(
         model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation=choices.attention
     )
@@ -72,6 +75,17 @@ def load_model(config: TrainConfig, choices: RunChoices, model_path: str, max_le
     model = get_peft_model(model, _lora_config(config, _target_modules(config)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return model, tokenizer
+
+
+def _device(choices: RunChoices) -> Any:
+    """Where the model loads: this process's GPU; the CPU for the CPU backend and for FSDP of unquantized weights
+    (FSDP moves each shard to the GPU, so no GPU ever holds the whole model). A 4-bit base is quantized on the GPU
+    whole, then sharded (bitsandbytes quantizes where the weights land)."""
+    import torch
+
+    if not choices.on_gpu or (choices.distributed == "fsdp" and choices.quantization == "none"):
+        return "cpu"
+    return torch.cuda.current_device()
 
 
 def _freeze_base(

@@ -70,6 +70,11 @@ class RunChoices:
     chunked_loss: bool = False
     """The loss from the last hidden state in chunks (lorastack.finetune.loss), where the model allows it; Unsloth
     fuses its own loss."""
+    processes: int = 1
+    """Training processes (one per GPU; lorastack train --gpus N runs them under torchrun)."""
+    distributed: str = "none"
+    """How the processes share the work: none (one process), ddp or fsdp (lorastack.finetune.distributed)."""
+    distributed_reason: str = ""
 
     @property
     def on_gpu(self) -> bool:
@@ -85,18 +90,27 @@ class RunChoices:
         """One line for the user: what was chosen and why."""
         attention = "Unsloth" if self.attention == "unsloth" else self.attention
         offloaded = " (layer inputs in host RAM)" if self.offload_activations else ""
+        spread = (f" {self.processes} processes with {self.distributed.upper()} ({self.distributed_reason})."
+                  if self.processes > 1 else "")
         return (f"Backend {self.backend} ({self.reason}); base weights {self.quantization}, "
                 f"compute {self.compute_dtype}, attention {attention}, optimizer {self.optimizer}, "
-                f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}{offloaded}.")
+                f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}{offloaded}.{spread}")
 
 
-def resolve(config: TrainConfig, machine: Machine | None = None) -> RunChoices:
-    """Turn the config's ``auto`` values into concrete choices for ``machine`` (default: this one)."""
+def resolve(config: TrainConfig, machine: Machine | None = None, processes: int = 1) -> RunChoices:
+    """Turn the config's ``auto`` values into concrete choices for ``machine`` (default: this one), trained by
+    ``processes`` processes (DDP or FSDP is decided later: :func:`lorastack.finetune.distributed.with_strategy`)."""
     machine = machine or Machine.this()
     backend = config.backend
+    if backend == "unsloth" and processes > 1:
+        raise LorastackError(f"backend unsloth trains on one GPU; {processes} processes were asked for.",
+                             "Use backend: peft (or auto) with --gpus, or drop --gpus.")
     if backend == "auto":
         if not machine.cuda:
             backend, reason = "cpu", "no CUDA GPU: LoRA on the CPU with float32 compute"
+        elif machine.unsloth and config.quantization != "int8" and processes > 1:
+            backend = "peft"
+            reason = f"Unsloth trains on one GPU only, so peft + bitsandbytes on {processes} processes"
         elif machine.unsloth and config.quantization != "int8":
             backend, reason = "unsloth", "CUDA and Unsloth are available (fastest, least memory)"
         else:
@@ -131,7 +145,7 @@ def resolve(config: TrainConfig, machine: Machine | None = None) -> RunChoices:
     attention = _attention(config.attention, backend, dtype, machine)
     chunked = config.training.chunked_loss and backend != "unsloth"
     return RunChoices(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload, attention,
-                      chunked)
+                      chunked, processes)
 
 
 def offloads(setting: str, backend: str, quantization: str) -> bool:

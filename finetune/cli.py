@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -11,8 +13,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lorastack.finetune.choices import Machine, importable, resolve
 from lorastack.finetune.config import field_docs, load_train_config
+from lorastack.finetune.distributed import (
+    Launch,
+    World,
+    check_gpus,
+    choose_strategy,
+    global_batch,
+    inside_launcher,
+    run_torchrun,
+    torchrun_command,
+    visible_gpus,
+)
+from lorastack.finetune.memory import GIB
 from lorastack.finetune.synth.generate import SynthConfig
+from lorastack.errors import LorastackError
 from lorastack.options import config_options
 
 console = Console()
@@ -41,26 +57,49 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
     register: Optional[str] = typer.Option(None, "--register", help="Register the trained adapter under this name."),
     load: bool = typer.Option(False, "--load", help="Also hot-load it into the running server (needs --register)."),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs on this machine, one process each, under torchrun (training.distributed: DDP or FSDP). Without a GPU: CPU processes (gloo)."),
+    nnodes: Optional[str] = typer.Option(None, "--nnodes", help="Machines in the run, N or MIN:MAX (torchrun's --nnodes); run the same command on each."),
+    node_rank: Optional[int] = typer.Option(None, "--node-rank", help="This machine's rank, 0 to nnodes-1 (torchrun's --node-rank)."),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the machines meet, the same on each (torchrun's --rdzv-endpoint)."),
+    rdzv_backend: Optional[str] = typer.Option(None, "--rdzv-backend", help="torchrun's rendezvous: static (its default, needs --node-rank) or c10d (elastic)."),
+    rdzv_id: Optional[str] = typer.Option(None, "--rdzv-id", help="A name for the run shared by its machines (torchrun's --rdzv-id, for c10d)."),
 ) -> None:
     """Train a LoRA/QLoRA adapter from a recipe; the adapter and its card land in output_dir/adapter."""
     if load and not register:
         raise typer.BadParameter("--load needs --register NAME")
+    launch = Launch(gpus, nnodes, node_rank, rdzv_endpoint, rdzv_backend, rdzv_id)
     recipe, settings_given = _split(config, overrides)
     settings = load_train_config(recipe, settings_given)
+    flags = [*(["--register", register] if register else []), *(["--load"] if load else []), *launch.flags()]
+    if launch.needs_launcher and not inside_launcher():
+        _run_under_torchrun(launch, settings, recipe, settings_given, flags, resume)
+        return
+    world = World.this()
+    if not world.main:
+        _quiet()
     # torch and transformers: only once the config is sound
     from lorastack.finetune.measure import describe_metrics
     from lorastack.finetune.progress import progress_for
     from lorastack.finetune.trainer import train as run
 
-    progress = progress_for(err_console)
+    progress = progress_for(err_console) if world.main else None
     try:
-        result = run(settings, resume=resume, callbacks=[progress])
+        result = run(settings, resume=resume, callbacks=[progress] if progress else [])
     except KeyboardInterrupt:
-        progress.close()
-        flags = [*(["--register", register] if register else []), *(["--load"] if load else [])]
-        hint = _resume_hint(recipe, [*settings_given, *flags], settings.output_dir)
-        err_console.print(hint, highlight=False, soft_wrap=True, markup=False)
+        if inside_launcher():  # torchrun passes the terminal's Ctrl-C on once more: this process is leaving anyway
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if progress is not None:
+            progress.close()
+        if not inside_launcher():  # under torchrun, the command that started it says how to resume
+            hint = _resume_hint(recipe, [*settings_given, *flags], settings.output_dir)
+            err_console.print(hint, highlight=False, soft_wrap=True, markup=False)
         raise typer.Exit(INTERRUPTED) from None
+    except LorastackError:
+        if world.main:
+            raise
+        raise typer.Exit(1) from None  # rank 0 says it
+    if not world.main:
+        return
     console.print(f"Adapter saved to [bold]{result.adapter_dir}[/]: {escape(describe_metrics(result.metrics))}")
     if register:
         # the registry's SQLite and file checks: only for --register
@@ -74,6 +113,43 @@ def train(
         if load:
             loaded = load_adapter(registry, adapter.ref, current_server(registry.home))
             console.print(f"Loaded {adapter.ref}." if loaded.live else "No server is running: it loads at the next start.")
+
+
+def _run_under_torchrun(launch, settings, recipe: Path | None, settings_given: list[str], flags: list[str],
+                        resume: bool) -> None:
+    """Start torchrun with this command (each process it starts trains; rank 0 reports), and say how it ended."""
+    from lorastack.finetune.trainer import check_run_folder  # torch and transformers (the trainer module)
+
+    check_run_folder(settings.output_dir, resume)  # before N processes start to say the same
+    gpus_here = visible_gpus()
+    # What the processes will resolve, for the refusals (Unsloth forced, no bitsandbytes ...) to come once, here;
+    # described rather than probed, so that this process never opens a CUDA context on GPU 0.
+    machine = Machine(cuda=gpus_here > 0, bf16=True, unsloth=importable("unsloth"), bitsandbytes=importable("bitsandbytes"))
+    choices = resolve(settings, machine, processes=max(launch.gpus, 2))
+    where = check_gpus(launch, choices.backend, gpus_here)
+    verbose = ["-v"] if logging.getLogger("lorastack").level <= logging.DEBUG else []
+    arguments = [*verbose, "train", *([str(recipe)] if recipe else []), *settings_given,
+                 *(["--resume"] if resume else []), *flags]  # fmt: skip
+    command = torchrun_command(launch, arguments)
+    err_console.print(f"Starting torchrun: {where}.", highlight=False, soft_wrap=True, markup=False)
+    status, interrupted = run_torchrun(command)
+    if interrupted:
+        hint = _resume_hint(recipe, [*settings_given, *flags], settings.output_dir)
+        err_console.print(hint, highlight=False, soft_wrap=True, markup=False)
+        raise typer.Exit(INTERRUPTED)
+    if status != 0:
+        raise LorastackError(f"The training processes under torchrun failed (exit status {status}).",
+                             "Rank 0's error is above; fix it and run the same command again (--resume continues "
+                             "from the last checkpoint).")
+
+
+def _quiet() -> None:
+    """Ranks other than 0 report nothing but warnings: rank 0 speaks for the run."""
+    from transformers.utils import logging as hf_logging
+
+    logging.getLogger("lorastack").setLevel(logging.WARNING)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def _resume_hint(recipe: Path | None, arguments: list[str], output_dir: Path) -> str:
@@ -95,18 +171,34 @@ def plan(
     config: Optional[Path] = typer.Argument(None, help="A YAML recipe."),
     overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe."),
     gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs the run spreads over: the peak per GPU with DDP and with FSDP."),
 ) -> None:
     """Predict peak GPU memory of a training config (with a breakdown) and the largest batch that fits."""
     from lorastack.finetune.memory_plan import plan_for  # transformers (the model's config)
 
     settings = load_train_config(*_split(config, overrides))
-    estimate, largest = plan_for(settings, gpu_memory)
-    table = Table("part", "GiB", "note")
+    if gpus == 1:
+        estimate, largest = plan_for(settings, gpu_memory)
+        _plan_table(estimate)
+        console.print(f"Largest batch_size that fits {gpu_memory:g} GiB: {largest}")
+        return
+    plans = {strategy: plan_for(settings, gpu_memory, gpus, strategy) for strategy in ("ddp", "fsdp")}
+    one_gpu = plans["ddp"][0].total_bytes / GIB
+    chosen, reason = choose_strategy(settings.training.distributed, gpus, True, one_gpu, gpu_memory)
+    _plan_table(plans[chosen][0], f"{chosen.upper()} on {gpus} GPUs, per GPU")
+    for strategy, (estimate, largest) in plans.items():
+        console.print(f"{strategy.upper()} on {gpus} GPUs: {estimate.summary} per GPU; largest batch_size that fits "
+                      f"{gpu_memory:g} GiB: {largest}")
+    console.print(f"training.distributed {settings.training.distributed}: {chosen.upper()} ({reason}).")
+    console.print(global_batch(settings.training.batch_size, settings.training.grad_accum, gpus)[1] + ".")
+
+
+def _plan_table(estimate, title: str | None = None) -> None:
+    table = Table("part", "GiB", "note", title=title)
     for name, gib, note in estimate.rows():
         table.add_row(name, f"{gib:.2f}", note)
     console.print(table)
     console.print(estimate.summary)
-    console.print(f"Largest batch_size that fits {gpu_memory:g} GiB: {largest}")
 
 
 def export(

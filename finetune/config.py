@@ -80,6 +80,10 @@ class TrainingSettings(BaseModel):
         # YAML reads a bare on/off as a boolean.
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
+    distributed: Literal["auto", "ddp", "fsdp"] = "auto"
+    """With several processes (lorastack train --gpus N): ddp gives each GPU the whole model and a share of every
+    batch; fsdp shards the weights (4-bit ones too), gradients and optimizer states over the GPUs, for a model one
+    GPU cannot hold. auto: DDP when lorastack plan says the run fits one GPU, else FSDP (the reason is printed)."""
     logging_steps: int = Field(10, ge=1)
     """Log loss and tokens/s every N steps."""
     eval_steps: int = 50

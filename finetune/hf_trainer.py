@@ -3,6 +3,8 @@ can, computes the loss in chunks (:mod:`lorastack.finetune.loss`), in training a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lorastack.finetune.data.collate import NUM_TOKENS
@@ -26,12 +28,12 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
             self.remove_callback(ProgressCallback)
 
         def uses_chunked_loss(self) -> bool:
-            """Whether losses are computed in chunks: asked for, a model :func:`split_head` accepts, and one
-            process on one device (a DDP or DataParallel wrapper must run its own forward), no label smoothing
-            or custom loss."""
+            """Whether losses are computed in chunks: asked for, a model :func:`split_head` accepts, one device
+            per process (not DataParallel) and no FSDP (its head is gathered by its own forward), no label
+            smoothing or custom loss. Under DDP the chunked loss runs as the wrapper's forward (:meth:`_chunked_loss`)."""
             return (
                 chunked_loss
-                and self.args.world_size == 1
+                and not self.is_fsdp_enabled
                 and self.args.n_gpu <= 1
                 and self.label_smoother is None
                 and self.compute_loss_func is None
@@ -51,7 +53,12 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if return_outputs or "labels" not in inputs or not self._chunks_for(model):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return self._chunked_loss(model, inputs, num_items_in_batch)
+            loss = self._chunked_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.args.world_size > 1:
+                # num_items_in_batch counts the tokens of every process and DDP averages the gradients over the
+                # processes: scaled back, the loss is the global batch's mean, as the Trainer does for models.
+                loss = loss * self.accelerator.num_processes
+            return loss
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             inputs.pop(NUM_TOKENS, None)
@@ -65,14 +72,34 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
             return loss.detach(), None, None
 
         def _chunks_for(self, model: Any) -> bool:
-            return self.uses_chunked_loss() and self.accelerator.unwrap_model(model) is model
+            return self.uses_chunked_loss()
 
         def _chunked_loss(self, model: Any, inputs: dict, num_items: Any) -> Any:
-            decoder, head = split_head(model)
+            inner = self.accelerator.unwrap_model(model)
+            decoder, head = split_head(inner)
+            labels = inputs["labels"]
+
+            def loss_forward(**features: Any) -> Any:
+                # The decoder is called past the wrapped forward, which is where accelerate applies autocast.
+                with self.accelerator.autocast():
+                    hidden = decoder(**features, use_cache=False).last_hidden_state
+                    return chunked_cross_entropy(hidden, head.weight, labels, num_items)
+
             features = {k: v for k, v in inputs.items() if k != "labels"}
-            # The decoder is called past the wrapped forward, which is where accelerate applies autocast.
-            with self.accelerator.autocast():
-                hidden = decoder(**features, use_cache=False).last_hidden_state
-                return chunked_cross_entropy(hidden, head.weight, inputs["labels"], num_items)
+            if inner is model:
+                return loss_forward(**features)
+            # DDP: called through the wrapper, which readies the gradients' all-reduce for this backward.
+            with forward_replaced(inner, loss_forward):
+                return model(**features)
 
     return LorastackTrainer
+
+
+@contextmanager
+def forward_replaced(module: Any, forward: Any) -> Iterator[None]:
+    """``module``'s forward is ``forward`` for a while: a wrapper (DDP) that calls ``module`` runs it."""
+    module.forward = forward  # an instance attribute, found before the class's forward
+    try:
+        yield
+    finally:
+        del module.forward

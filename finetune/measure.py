@@ -50,6 +50,23 @@ class TokenCounter(TrainerCallback):
         return rates[len(rates) // 2] if rates else None
 
 
+class PeakMemory(TrainerCallback):
+    """The peak GPU memory of training: counted from the first step (after the model is loaded and, with
+    several processes, wrapped or sharded; the optimizer states come after), per GPU."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import torch
+
+        if args.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(args.device)
+
+    @staticmethod
+    def gib(device: Any) -> float:
+        import torch
+
+        return torch.cuda.max_memory_allocated(device) / 2**30
+
+
 def describe_metrics(metrics: dict) -> str:
     """The run's metrics as one line for people: ``name value`` pairs, and why a usual one is missing."""
     parts = [f"{name} {value}" for name, value in metrics.items() if value is not None]

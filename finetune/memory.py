@@ -239,6 +239,11 @@ class RunShape(BaseModel):
     fp32_unquantized: bool = False
     """On a quantized base, the weights that are not quantized (embeddings, norms, lm_head) upcast to fp32, as
     peft's prepare_model_for_kbit_training (and TRL, which calls it) does; lorastack's backends keep them."""
+    processes: int = Field(1, ge=1)
+    """Training processes, one per GPU (the estimate is per GPU)."""
+    distributed: Literal["none", "ddp", "fsdp"] = "none"
+    """ddp: a whole model per GPU plus DDP's gradient buckets; fsdp: weights, LoRA, gradients and optimizer states
+    sharded over the processes, with the head and two decoder layers gathered whole at a time."""
 
     @field_validator("dtype", mode="before")
     @classmethod
@@ -380,6 +385,7 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
                                 "inside optimizer.step()")],
     }
     phase = max(phases, key=lambda p: sum(size for _, size, _ in phases[p]))
+    static = _spread(static, model, run, act, lora)
     items = tuple(static + [MemoryItem(name, int(size), note) for name, size, note in phases[phase]])
 
     notes = list(model.assumptions)
@@ -395,6 +401,28 @@ def estimate_memory(model: ModelShape, run: RunShape) -> MemoryPlan:
     if run.optimizer.startswith("paged"):
         notes.append("paged optimizer states move to host RAM when the GPU runs short")
     return MemoryPlan(items=items, overhead=overhead, phase=phase, device=device, notes=tuple(notes))
+
+
+def _spread(static: list[MemoryItem], model: ModelShape, run: RunShape, act: int, lora: int) -> list[MemoryItem]:
+    """The per-GPU share of the run's lasting tensors with several processes.
+
+    DDP keeps a whole model per GPU and copies the gradients into its all-reduce buckets (as big as the trainable
+    parameters in fp32). FSDP (accelerate's FSDP2 layout: a unit per decoder layer, the embeddings one, the final
+    norm and the head one that stays gathered from the forward's end through the backward) keeps 1/N of every
+    parameter, gradient and optimizer state, plus what is gathered whole at a time: the head unit, and two decoder
+    layers (the one computing and the next one being fetched)."""
+    n = run.processes
+    if n == 1 or run.distributed == "none":
+        return static
+    if run.distributed == "ddp":
+        return [*static, MemoryItem("DDP gradient buckets", lora, "a copy of the LoRA gradients (fp32) for all-reduce")]
+    shard = [MemoryItem(item.name, -(-item.bytes // n), f"{item.note}; 1/{n} per GPU (FSDP)") for item in static]
+    weights = _quantized_weights(model, run)[0]
+    layer = weights // model.num_layers + 2 * model.hidden_size * act
+    head = model.vocab_size * model.hidden_size * act + model.hidden_size * act
+    gathered = 2 * layer + head + 2 * 4 * sum(_lora_matrices(model, run)) // model.num_layers
+    note = "2 decoder layers (computing, prefetched) and the head, whole while they run"
+    return [*shard, MemoryItem("FSDP gathered weights", int(gathered), note)]
 
 
 def largest_batch(model: ModelShape, run: RunShape, gpu_bytes: int, limit: int = 1 << 16) -> int:

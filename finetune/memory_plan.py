@@ -6,6 +6,8 @@ described GPU, never from a second reading of the config's ``auto`` values.
 
 from __future__ import annotations
 
+import dataclasses
+
 from lorastack.finetune.choices import Machine, RunChoices, importable, resolve
 from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.loss import PLAIN_CAUSAL_LMS
@@ -36,17 +38,26 @@ def run_shape(config: TrainConfig, choices: RunChoices, model_type: str = "") ->
         # Unsloth's offloading is part of its own shape (estimate_memory's unsloth branch), not this switch.
         offload_activations=choices.offload_activations and choices.backend != "unsloth",
         fp32_unquantized=choices.upcasts_unquantized,
-        chunked_loss=choices.chunked_loss and model_type in PLAIN_CAUSAL_LMS,
+        # Under FSDP the head is gathered by its own forward: the model computes the loss (lorastack.finetune.hf_trainer).
+        chunked_loss=choices.chunked_loss and choices.distributed != "fsdp" and model_type in PLAIN_CAUSAL_LMS,
+        processes=choices.processes,
+        distributed=choices.distributed,
     )
 
 
-def planned_run(config: TrainConfig, model_type: str = "", machine: Machine | None = None) -> RunShape:
-    """The run ``config`` makes on ``machine`` (default: :func:`planned_gpu`), as the trainer resolves it there."""
-    return run_shape(config, resolve(config, machine or planned_gpu(config)), model_type)
+def planned_run(
+    config: TrainConfig, model_type: str = "", machine: Machine | None = None, gpus: int = 1, strategy: str = "none"
+) -> RunShape:
+    """The run ``config`` makes on ``machine`` (default: :func:`planned_gpu`), as the trainer resolves it there,
+    on ``gpus`` GPUs with ``strategy`` (ddp or fsdp) when there are several."""
+    choices = resolve(config, machine or planned_gpu(config), processes=gpus)
+    if gpus > 1:
+        choices = dataclasses.replace(choices, distributed=strategy)
+    return run_shape(config, choices, model_type)
 
 
-def plan_for(config: TrainConfig, gpu_gib: float) -> tuple[MemoryPlan, int]:
-    """Peak-memory estimate for ``config`` and the largest batch size that fits ``gpu_gib``."""
+def plan_for(config: TrainConfig, gpu_gib: float, gpus: int = 1, strategy: str = "none") -> tuple[MemoryPlan, int]:
+    """Peak-memory estimate (per GPU) for ``config`` and the largest batch size that fits ``gpu_gib``."""
     model = ModelShape.from_pretrained(resolve_base_model(config.base_model).path)
-    run = planned_run(config, model.model_type)
+    run = planned_run(config, model.model_type, gpus=gpus, strategy=strategy)
     return estimate_memory(model, run), largest_batch(model, run, int(gpu_gib * 2**30))

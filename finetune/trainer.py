@@ -24,8 +24,10 @@ from lorastack.finetune.card import write_card
 from lorastack.finetune.choices import RunChoices, resolve
 from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
+from lorastack.finetune.distributed import World, decoder_layer_classes, fsdp_arguments, global_batch
+from lorastack.finetune.distributed import total_over_ranks, with_strategy
 from lorastack.finetune.hf_trainer import trainer_class
-from lorastack.finetune.measure import TokenCounter, plot_loss_curve
+from lorastack.finetune.measure import PeakMemory, TokenCounter, plot_loss_curve
 from lorastack.errors import LorastackError
 from lorastack.models import BaseModel, resolve_base_model
 
@@ -53,9 +55,34 @@ def chat_template_for(config: TrainConfig, base: BaseModel) -> str | None:
 
 
 def _existing_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint in ``folder`` (its trainer_state.json, written last, is there), else the
+    newest one: a run killed while writing a checkpoint resumes from the one before."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None
+    steps = {int(p.name.rsplit("-", 1)[1]): p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+             if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()}  # fmt: skip
+    newest = sorted(steps, reverse=True)
+    complete = [step for step in newest if (steps[step] / "trainer_state.json").is_file()]
+    chosen = complete[:1] or newest[:1]
+    return str(steps[chosen[0]]) if chosen else None
+
+
+def check_run_folder(output_dir: Path, resume: bool) -> str | None:
+    """Refuse a run that would overwrite an earlier one, or a --resume with nothing to resume; the checkpoint
+    to resume from (None for a new run)."""
+    last = last_checkpoint(output_dir)
+    if resume and last is None:
+        raise LorastackError(
+            f"--resume: no checkpoint in {output_dir / 'checkpoints'}.", "Start the run without --resume."
+        )
+    if not resume and last is not None:
+        raise LorastackError(
+            f"{output_dir} already holds checkpoints of an earlier run ({Path(last).name}).",
+            "Continue it with --resume, or set output_dir to a new folder.",
+        )
+    return last
 
 
 def last_checkpoint(output_dir: Path) -> str | None:
@@ -72,11 +99,16 @@ def _sampling(group_by_length: bool) -> dict[str, Any]:
     return {"group_by_length": group_by_length}
 
 
-def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool) -> Any:
+def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool, model: Any) -> Any:
     from transformers import TrainingArguments
 
     t = config.training
     eval_every = t.eval_steps if t.eval_steps > 0 else None
+    spread: dict[str, Any] = {}
+    if choices.distributed == "ddp":
+        spread = {"ddp_find_unused_parameters": False}  # every LoRA weight takes part in every step
+    elif choices.distributed == "fsdp":
+        spread = fsdp_arguments(decoder_layer_classes(model))
     return TrainingArguments(
         output_dir=str(config.output_dir / "checkpoints"),
         num_train_epochs=t.epochs,
@@ -110,6 +142,7 @@ def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool
         # Off: the filter checks every step's loss for NaN on the host, a wait for the GPU each step, and it
         # hides a diverged run by logging the running mean instead of the NaN.
         logging_nan_inf_filter=False,
+        **spread,
     )
 
 
@@ -120,19 +153,20 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     ``transformers.TrainerCallback`` instances, such as the CLI's progress bar.
     """
     out = config.output_dir
-    checkpoints = out / "checkpoints"
-    last = last_checkpoint(out)
-    if resume and last is None:
-        raise LorastackError(f"--resume: no checkpoint in {checkpoints}.", "Start the run without --resume.")
-    if not resume and last is not None:
-        raise LorastackError(
-            f"{out} already holds checkpoints of an earlier run ({Path(last).name}).",
-            "Continue it with --resume, or set output_dir to a new folder.",
-        )
-    choices = resolve(config)
-    logger.info("%s", choices.describe())
+    last = check_run_folder(out, resume)
+    world = World.this()
+    import torch
+
+    if torch.cuda.is_available():
+        # Before anything touches CUDA: each process's context, weights and checks on its own GPU, not GPU 0.
+        torch.cuda.set_device(world.local_rank)
+    choices = resolve(config, processes=world.size)
     stats = validate(config.data)  # every row checked before anything is loaded or written
     base = resolve_base_model(config.base_model)
+    gpu_gib = torch.cuda.get_device_properties(world.local_rank).total_memory / 2**30 if choices.on_gpu else None
+    choices = with_strategy(config, choices, base.path, gpu_gib)
+    logger.info("%s", choices.describe())
+    logger.info("%s", global_batch(config.training.batch_size, config.training.grad_accum, world.size)[1])
     template = chat_template_for(config, base)
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
@@ -144,17 +178,13 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     grouped = ", examples of similar length batched together" if config.data.group_by_length else ""
     logger.info("Batching: %s%s", collate_reason, grouped)
 
-    if choices.on_gpu:
-        import torch
-
-        torch.cuda.reset_peak_memory_stats()
     trainer = trainer_class(counter, choices.chunked_loss)(
         model=model,
-        args=_training_arguments(config, choices, eval_set is not None),
+        args=_training_arguments(config, choices, eval_set is not None, model),
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator,
-        callbacks=[counter, *callbacks],
+        callbacks=[counter, PeakMemory(), *callbacks],
     )
     if trainer.uses_chunked_loss():
         logger.info("Loss: from the last hidden state in chunks (no full logits held)")
@@ -163,21 +193,37 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last if resume else None)
     seconds = time.perf_counter() - started
+    device = trainer.args.device
+    # Totals over the processes (collectives: every process computes them, rank 0 writes them).
+    tokens = int(total_over_ranks(counter.tokens, device))
+    steady = counter.steady_tokens_per_second()
+    unknown = total_over_ranks(float(steady is None), device)  # a process whose run was too short to tell
+    steady = total_over_ranks(steady, device) if unknown == 0 else None
     metrics: dict[str, Any] = {
         "train_loss": round(output.training_loss, 4),
         "steps": trainer.state.global_step,
         "train_seconds": round(seconds, 1),
-        "tokens_per_second": round(counter.tokens / seconds, 1) if seconds else None,
-        "non_padding_tokens": counter.tokens,
-        "steady_tokens_per_second": _rounded(counter.steady_tokens_per_second()),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "non_padding_tokens": tokens,
+        "steady_tokens_per_second": _rounded(steady),
     }
     metrics = {name: value for name, value in metrics.items() if value is not None}  # too short a run to tell
+    if world.distributed:
+        metrics["processes"], metrics["distributed"] = world.size, choices.distributed
+        training = config.training
+        metrics["global_batch_size"] = global_batch(training.batch_size, training.grad_accum, world.size)[0]
     if eval_set is not None:
         metrics["eval_loss"] = round(_final_eval_loss(trainer), 4)
-    metrics.update(_peak_memory(choices))
+    metrics.update(_peak_memory(choices, device))
 
     adapter_dir = out / "adapter"
-    model.save_pretrained(adapter_dir)
+    if choices.distributed == "fsdp":
+        trainer.save_model(str(adapter_dir))  # gathers the sharded adapter (every process), rank 0 writes it
+        (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the registry takes none
+    elif world.main:
+        model.save_pretrained(adapter_dir)
+    if not world.main:  # rank 0 alone writes the adapter, its card and the curve
+        return TrainResult(adapter_dir, base, choices, metrics, trainer.state.log_history, model)
     _cast_adapter(adapter_dir, config.lora.save_dtype)
     _portable_base_name(adapter_dir, base)
     curve = plot_loss_curve(trainer.state.log_history, out / "loss_curve.png")
@@ -199,13 +245,13 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _peak_memory(choices: RunChoices) -> dict[str, float]:
+def _peak_memory(choices: RunChoices, device: Any) -> dict[str, float]:
+    """The peak of the process that peaked highest (per GPU, or per process's RSS on the CPU)."""
     if choices.on_gpu:
-        import torch
-
-        return {"peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)}
+        return {"peak_gpu_memory_gib": round(total_over_ranks(PeakMemory.gib(device), device, "max"), 2)}
     # ru_maxrss is KiB on Linux.
-    return {"peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"peak_rss_gib": round(total_over_ranks(rss, device, "max"), 2)}
 
 
 def _final_eval_loss(trainer: Any) -> float:
