@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,6 @@ def one_line_error(result: Any) -> str:
 def vary_adapter(source: Path, out: Path, seed: int, scale: float = 1.0) -> Path:
     """A copy of adapter ``source`` with new random LoRA B weights (seeded): another adapter of the same shape in
     milliseconds, where :func:`make_random_adapter` loads the base model each time."""
-    import shutil
-
     import torch
     from safetensors.torch import load_file, save_file
 

@@ -180,7 +180,7 @@ def _s3_client():
 
 
 def _from_s3(source: S3Source, downloads: Path, progress: Progress | None) -> Fetched:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError  # botocore loads for s3:// only
 
     folder = downloads / hashlib.sha256(source.url.encode()).hexdigest()[:16]
     folder.mkdir(parents=True, exist_ok=True)
