@@ -224,7 +224,7 @@ def fsdp_arguments(layer_classes: list[str]) -> dict[str, Any]:
     the head in units of their own). Checkpointing stays the backend's own (lorastack's offload included), so
     accelerate's activation checkpointing is off; the full state dict is gathered for saving (rank 0 writes)."""
     return {
-        "fsdp": "full_shard auto_wrap",
+        "fsdp": True,  # full shard (reshard_after_forward), a unit per decoder layer (transformer-based wrap)
         "fsdp_config": {
             "version": 2,
             "transformer_layer_cls_to_wrap": layer_classes,
@@ -256,6 +256,9 @@ def with_strategy(config: Any, choices: Any, model_path: str, gpu_gib: float | N
     if choices.on_gpu and setting == "auto":
         plan_gib = _planned_gib(config, choices, model_path)
     strategy, reason = choose_strategy(setting, choices.processes, choices.on_gpu, plan_gib, gpu_gib)
+    if strategy == "fsdp" and not choices.on_gpu:
+        raise LorastackError("training.distributed fsdp shards over CUDA GPUs; CPU processes train with DDP.",
+                             "Use training.distributed: ddp (or auto) on the CPU.")
     if strategy == "fsdp" and choices.quantization == "int8":
         raise LorastackError(
             "FSDP shards nf4 (QLoRA) or unquantized base weights; int8 ones do not shard.",
