@@ -135,16 +135,30 @@ def run_torchrun(command: list[str]) -> tuple[int, bool]:
     Ctrl-C on a terminal reaches torchrun and its processes directly (one process group); a SIGTERM to this
     process (a job runner stopping the run) is passed on to torchrun, which stops its processes; and torchrun is
     stopped if this process dies without a word (kill -9), rather than training on unseen."""
+    terminated, started = [], []
+
+    def pass_on(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, pass_on)  # before torchrun starts: no moment without it
     process = subprocess.Popen(command, preexec_fn=_stop_with_parent)  # noqa: PLW1509 (no threads of ours yet)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
+    started.append(process)
+    if terminated:
+        process.send_signal(signal.SIGTERM)
     try:
-        return process.wait(), False
+        status = process.wait()
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C would leave the processes behind
         process.wait()
         return INTERRUPTED_STATUS, True
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if terminated:  # end as a one-process run ends on SIGTERM, once torchrun has stopped its processes
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+    return status, False
 
 
 INTERRUPTED_STATUS = 130
@@ -257,8 +271,10 @@ def with_strategy(config: Any, choices: Any, model_path: str, gpu_gib: float | N
         plan_gib = _planned_gib(config, choices, model_path)
     strategy, reason = choose_strategy(setting, choices.processes, choices.on_gpu, plan_gib, gpu_gib)
     if strategy == "fsdp" and not choices.on_gpu:
-        raise LorastackError("training.distributed fsdp shards over CUDA GPUs; CPU processes train with DDP.",
-                             "Use training.distributed: ddp (or auto) on the CPU.")
+        raise LorastackError(
+            "training.distributed fsdp shards over CUDA GPUs; CPU processes train with DDP.",
+            "Use training.distributed: ddp (or auto) on the CPU.",
+        )
     if strategy == "fsdp" and choices.quantization == "int8":
         raise LorastackError(
             "FSDP shards nf4 (QLoRA) or unquantized base weights; int8 ones do not shard.",

@@ -96,6 +96,15 @@ def test_fsdp_refuses_int8(one_chat: Path) -> None:
         with_strategy(config, resolve(config, CUDA, processes=2), "unused")
 
 
+def test_fsdp_refuses_cpu_processes(one_chat: Path) -> None:
+    """accelerate would wrap CPU processes in DDP instead, silently."""
+    from lorastack.finetune.distributed import with_strategy
+
+    config = _config(one_chat, "training.distributed=fsdp")
+    with pytest.raises(LorastackError, match="fsdp shards over CUDA GPUs"):
+        with_strategy(config, resolve(config, Machine(cuda=False), processes=2), "unused")
+
+
 def test_per_gpu_plan_ddp_adds_its_buckets_and_fsdp_shards() -> None:
     model = probe_model("8b")
     one = estimate_memory(model, probe_run("lora16"))
@@ -147,3 +156,24 @@ def test_resume_skips_a_checkpoint_killed_while_written(tmp_path: Path) -> None:
     (checkpoints / "checkpoint-10").mkdir()
     assert Path(last_checkpoint(tmp_path)).name == "checkpoint-4"
     assert last_checkpoint(tmp_path / "none") is None
+
+
+def test_sigterm_reaches_torchrun_and_ends_the_command_as_sigterm(tmp_path: Path) -> None:
+    """A job runner's SIGTERM to `lorastack train --gpus N` stops torchrun (here a stand-in that records it),
+    then the command ends by SIGTERM, as a one-process run does."""
+    import signal
+    import time
+
+    marker, started = tmp_path / "child-got-sigterm", tmp_path / "child-started"
+    child = (f"import signal, sys, time, pathlib; signal.signal(signal.SIGTERM, lambda *a: "
+             f"(pathlib.Path({str(marker)!r}).write_text('1'), sys.exit(1))); "
+             f"pathlib.Path({str(started)!r}).touch(); time.sleep(60)")  # fmt: skip
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from lorastack.finetune.distributed import "
+                               f"run_torchrun; run_torchrun([sys.executable, '-c', {child!r}])"])  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not started.exists():  # the parent's handler is in place before its child starts
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.1)
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == -signal.SIGTERM
+    assert marker.read_text() == "1"
