@@ -157,3 +157,31 @@ def test_evaluate_routes_items_to_their_runner() -> None:
     assert report.results[3].answer == 'make_playlist({"songs": []})'
     with pytest.raises(LorastackError, match="cannot call them"):
         evaluate(items[2:], run_one)
+
+
+def test_eval_command_runs_several_files_as_one_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lorastack eval a.jsonl b.jsonl --limit 1`: the first item of each file, in order, in one run."""
+    import typer
+    from typer.testing import CliRunner
+
+    import lorastack.agent.eval_run
+    from lorastack.agent.eval_cli import add_commands
+    from lorastack.agent.evaluate import EvalReport
+
+    asked: list[str] = []
+
+    def fake_run_eval(items, config, models, corpus, on_result=None):
+        asked.extend(i.question for i in items)
+        return [EvalReport(m or "default") for m in models]
+
+    monkeypatch.setattr(lorastack.agent.eval_run, "run_eval", fake_run_eval)
+    first = write(tmp_path / "a.jsonl", {"question": "A1", "answer": 1}, {"question": "A2", "answer": 2})
+    second = write(tmp_path / "b.jsonl", {"question": "B1", "tools": TOOLS, "expected_call": None})
+    app = typer.Typer()
+    add_commands(app)
+    app.command(name="noop")(lambda: None)
+
+    result = CliRunner().invoke(app, ["eval", str(first), str(second), "--limit", "1", "--model", "m"])
+
+    assert result.exit_code == 0, result.output
+    assert asked == ["A1", "B1"]
