@@ -41,6 +41,8 @@ class FileStore:
     def __init__(self, home: Path, store: JobStore, max_bytes: int, check: DataCheck | None = None) -> None:
         self.folder = home / "files"
         self.folder.mkdir(parents=True, exist_ok=True)
+        for partial in self.folder.glob(".*.part"):  # an upload cut off with its server (one server per home)
+            partial.unlink(missing_ok=True)
         self.store = store
         self.max_bytes = max_bytes
         self.check = check

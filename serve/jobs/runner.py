@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lorastack.errors import LorastackError
+from lorastack.errors import LorastackError, NotFound
 from lorastack.models import EMBEDDED_NAME, BaseModel
 from lorastack.serve.jobs.files import FileStore
 from lorastack.serve.jobs.progress import checkpoints, cut_off, error_line, parse_step
 from lorastack.serve.jobs.protocol import fine_tuned_name
 from lorastack.serve.jobs.store import JobStore
-from lorastack.serve.registry import TRAINING_CARD, Registry
+from lorastack.serve.registry import TRAINING_CARD, AdapterVersion, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class JobRunner:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._current: tuple[str, subprocess.Popen] | None = None
+        self.command = [sys.executable, "-m", "lorastack.cli", "train"]
+        """The trainer: ``lorastack train`` of this installation (the job's arguments follow)."""
 
     # -- the thread --------------------------------------------------------------------------------------------
 
@@ -177,7 +179,7 @@ class JobRunner:
 
     def _train(self, job_id: str, argv: list[str], folder: Path, run: Path) -> tuple[int, str | None]:
         """Run the trainer to its end; (exit status, its error line or the log's last lines)."""
-        command = [sys.executable, "-m", "lorastack.cli", "train", *argv]
+        command = [*self.command, *argv]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
         logger.info("Job %s: %s", job_id, " ".join(command[1:]))
         with (folder / "train.log").open("a") as log:
@@ -246,8 +248,10 @@ class JobRunner:
         (adapter_dir / TRAINING_CARD).write_text(json.dumps(card, indent=2) + "\n")
         name = fine_tuned_name(self.base.name, job["suffix"], job_id)
         try:
-            adapter = self.registry.register(job_id, adapter_dir, self.base, self.base.weight_shapes())
-            self.store.add_event(job_id, f"Registered the adapter as {adapter.ref}.")
+            adapter = self._registered(job_id)  # by a server that stopped before serving it
+            if adapter is None:
+                adapter = self.registry.register(job_id, adapter_dir, self.base, self.base.weight_shapes())
+                self.store.add_event(job_id, f"Registered the adapter as {adapter.ref}.")
             self.publish(adapter.ref, name)
         except LorastackError as exc:
             self.fail(job_id, "publish_failed", f"Trained, but could not be served: {exc}")
@@ -261,6 +265,12 @@ class JobRunner:
                              "ended).", data={"fine_tuned_model": name, "serve_seconds": round(served, 3)})  # fmt: skip
         self.store.add_event(job_id, "The job has successfully completed.")
         logger.info("Job %s succeeded: %s serves %s", job_id, name, adapter.ref)
+
+    def _registered(self, job_id: str) -> AdapterVersion | None:
+        try:
+            return self.registry.get(job_id)
+        except NotFound:
+            return None
 
     def fail(self, job_id: str, code: str, message: str, param: str | None = None) -> None:
         error = {"code": code, "message": message[:2000], "param": param}
