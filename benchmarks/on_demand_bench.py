@@ -64,7 +64,7 @@ def main() -> None:
         registry.register(name, vary_adapter(seed, work / name, i), base, shapes)
     print(f"registered {len(names)} r16 adapters in {time.perf_counter() - started:.1f} s")
     config = ServeConfig(port=args.port, demo_adapter=False, device=args.device, base_model=args.base_model,
-                         max_loaded=args.slots)  # fmt: skip
+                         max_loaded=args.slots, max_loras=args.slots)  # fmt: skip
     results: dict = {"device": args.device, "base_model": base.name, "adapters": args.adapters, "slots": args.slots,
                      "requests": args.requests, "tokens": args.tokens, "concurrency": args.concurrency}  # fmt: skip
     with start_server(config, registry) as server, httpx.Client(timeout=600) as http:
