@@ -4,6 +4,7 @@ key: this machine only, as the other admin routes); every refusal is OpenAI's er
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,16 @@ _UPLOAD_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-
     "type": "object", "required": ["file", "purpose"],
     "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string", "enum": ["fine-tune"]}},
 }}}}}  # fmt: skip
+
+
+_QUERY = {
+    "after": {"name": "after", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 256}},
+    "limit": {"name": "limit", "in": "query", "required": False,
+              "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_MAX}},
+    "order": {"name": "order", "in": "query", "required": False, "schema": {"type": "string", "enum": ["asc", "desc"]}},
+    "purpose": {"name": "purpose", "in": "query", "required": False, "schema": {"type": "string"}},
+}  # fmt: skip
+"""The query parameters of the list routes, as the OpenAPI document states them."""
 
 
 def _error(exc: LorastackError) -> JSONResponse:
@@ -81,7 +92,8 @@ async def _limited(stream: AsyncIterator[bytes], most: int) -> AsyncIterator[byt
 def add_routes(app: FastAPI, jobs: FineTuning, keys: Any) -> None:
     """Add the routes to ``app`` (before its catch-all 404)."""
 
-    def route(path: str, method: str, work: Callable[[Request], Awaitable[Any]], **extra: Any) -> None:
+    def route(path: str, method: str, work: Callable[[Request], Awaitable[Any]], query: tuple[str, ...] = (),
+              **extra: Any) -> None:  # fmt: skip
         async def handler(request: Request) -> Response:
             if refusal := denied(keys, request, Role.admin):
                 return refusal
@@ -91,7 +103,11 @@ def add_routes(app: FastAPI, jobs: FineTuning, keys: Any) -> None:
                 return _error(exc)
             return result if isinstance(result, Response) else JSONResponse(result)
 
-        app.add_api_route(path, handler, methods=[method], name=f"{method} {path}", **extra)
+        parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": 256}}
+                      for name in re.findall(r"{(\w+)}", path)]  # fmt: skip
+        parameters += [_QUERY[name] for name in query]
+        openapi = {**extra.pop("openapi_extra", {}), **({"parameters": parameters} if parameters else {})}
+        app.add_api_route(path, handler, methods=[method], name=f"{method} {path}", openapi_extra=openapi, **extra)
 
     def threaded(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def call(*args: Any) -> Any:
@@ -148,7 +164,7 @@ def add_routes(app: FastAPI, jobs: FineTuning, keys: Any) -> None:
         return {"id": row["id"], "object": "file", "deleted": True}
 
     route("/v1/files", "POST", upload, openapi_extra=_UPLOAD_SCHEMA)
-    route("/v1/files", "GET", list_files)
+    route("/v1/files", "GET", list_files, ("after", "limit", "order", "purpose"))
     route("/v1/files/{file_id}", "GET", get_file)
     route("/v1/files/{file_id}/content", "GET", content)
     route("/v1/files/{file_id}", "DELETE", delete_file)
@@ -185,11 +201,11 @@ def add_routes(app: FastAPI, jobs: FineTuning, keys: Any) -> None:
     schema = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
     route("/v1/fine_tuning/jobs", "POST", create, openapi_extra={"requestBody": {
         "required": True, "content": {"application/json": {"schema": schema}}}})  # fmt: skip
-    route("/v1/fine_tuning/jobs", "GET", list_jobs)
+    route("/v1/fine_tuning/jobs", "GET", list_jobs, ("after", "limit"))
     route("/v1/fine_tuning/jobs/{job_id}", "GET", get_job)
     route("/v1/fine_tuning/jobs/{job_id}/cancel", "POST", cancel)
-    route("/v1/fine_tuning/jobs/{job_id}/events", "GET", events)
-    route("/v1/fine_tuning/jobs/{job_id}/checkpoints", "GET", checkpoints)
+    route("/v1/fine_tuning/jobs/{job_id}/events", "GET", events, ("after", "limit"))
+    route("/v1/fine_tuning/jobs/{job_id}/checkpoints", "GET", checkpoints, ("after", "limit"))
 
 
 def schema_models() -> tuple[type, ...]:
