@@ -71,7 +71,7 @@ def build_app(door: FrontDoor) -> FastAPI:
     async def metrics(request: Request) -> Response:
         if refusal := denied(door.keys, request, Role.admin):
             return refusal
-        workers = door.pool.worker_metrics() if door.pool is not None else ()
+        workers = await run_in_threadpool(door.pool.worker_metrics) if door.pool is not None else ()
         return Response(door.metrics.render(workers), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(SYNC_PATH, include_in_schema=False)

@@ -85,7 +85,7 @@ class Replica:
             inflight = dict(self.routes.inflight)
         return {
             "worker": self.config.index, "pid": os.getpid(), "generation": self.generation, "inflight": inflight,
-            "used": used, "listening": self.listening, "metrics": self.metrics.samples(),
+            "used": used, "listening": self.listening, "metrics": self.metrics.samples(), "at": time.monotonic(),
         }  # fmt: skip
 
 

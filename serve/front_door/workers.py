@@ -40,6 +40,8 @@ class Report:
     metrics: list = field(default_factory=list)
     listening: bool = False
     pid: int = 0
+    received: float = 0.0
+    """When the worker made it (time.monotonic: one clock for every process of this machine)."""
 
 
 class WorkerPool:
@@ -147,8 +149,21 @@ class WorkerPool:
         alive = [i for i, p in enumerate(self._processes) if p is not None and p.is_alive()]
         return all(condition(self.reports.get(i, Report())) for i in alive)
 
-    def worker_metrics(self) -> list[list]:
+    def worker_metrics(self, timeout: float = 2.0) -> list[list]:
+        """Every worker's metrics as of now: each is asked for a report (a new generation of the same routes ends
+        its long poll at once) and waited for, so a request a client saw finished is counted. Blocks: call it from
+        a thread, never the event loop that answers the syncs."""
+        asked = time.monotonic()
         with self._changed:
+            self.generation += 1
+            self._changed.notify_all()
+            deadline = asked + timeout
+            while not self._all(lambda r: r.received > asked):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.warning("Front-door workers did not report their metrics in %s s; showing older ones", timeout)
+                    break
+                self._changed.wait(left)
             return [r.metrics for r in self.reports.values()]
 
     async def sync(self, report: dict) -> dict:
@@ -161,6 +176,7 @@ class WorkerPool:
             self.reports[index] = Report(
                 int(report.get("generation", -1)), dict(report.get("inflight") or {}),
                 list(report.get("metrics") or []), bool(report.get("listening")), int(report.get("pid") or 0),
+                float(report.get("at") or 0.0),
             )  # fmt: skip
             self._changed.notify_all()
         if self.on_use is not None and report.get("used"):
