@@ -99,7 +99,8 @@ def _sampling(group_by_length: bool) -> dict[str, Any]:
     return {"group_by_length": group_by_length}
 
 
-def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool, model: Any) -> Any:
+def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool, model: Any = None) -> Any:
+    """The Trainer's arguments for ``config`` run as ``choices`` (``model``: what FSDP wraps, layer by layer)."""
     from transformers import TrainingArguments
 
     t = config.training
