@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 from pathlib import Path
@@ -57,7 +58,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
     register: Optional[str] = typer.Option(None, "--register", help="Register the trained adapter under this name."),
     load: bool = typer.Option(False, "--load", help="Also hot-load it into the running server (needs --register)."),
-    gpus: int = typer.Option(1, "--gpus", help="GPUs on this machine, one process each, under torchrun (training.distributed: DDP or FSDP). Without a GPU: CPU processes (gloo)."),
+    gpus: int = typer.Option(1, "--gpus", help="GPUs on this machine, one process each, under torchrun (training.distributed: DDP or FSDP); 1: the first visible GPU only. Without a GPU: CPU processes (gloo)."),
     nnodes: Optional[str] = typer.Option(None, "--nnodes", help="Machines in the run, N or MIN:MAX (torchrun's --nnodes); run the same command on each."),
     node_rank: Optional[int] = typer.Option(None, "--node-rank", help="This machine's rank, 0 to nnodes-1 (torchrun's --node-rank)."),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the machines meet, the same on each (torchrun's --rdzv-endpoint)."),
@@ -77,6 +78,10 @@ def train(
     world = World.this()
     if not world.main:
         _quiet()
+    if not inside_launcher() and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        # One process trains on one GPU: with several visible, transformers' Trainer would wrap the model in
+        # DataParallel across all of them (slower, and broken with gradient checkpointing). --gpus N spreads a run.
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     # torch and transformers: only once the config is sound
     from lorastack.finetune.measure import describe_metrics
     from lorastack.finetune.progress import progress_for
