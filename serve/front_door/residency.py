@@ -58,6 +58,9 @@ class Residency:
         self.holding: set[str] = set()
         self.changed: Callable[[], None] | None = None
         """Called after a request loaded an adapter (and maybe evicted others): the front door tells its workers."""
+        self.retiring: Callable[[str], None] | None = None
+        """Called with an adapter about to be evicted, no longer resident: with front-door workers, returns once
+        none of them routes it or has it in flight."""
         self._clock = itertools.count()
         self._lock = threading.RLock()
         registry_ = metrics.registry
@@ -193,6 +196,8 @@ class Residency:
         """With the lock held: unload least recently used adapters until one more fits."""
         while self.capacity is not None and len(self.resident) >= self.capacity:
             victim = self._victim()
+            if self.retiring is not None:
+                self.retiring(victim)
             try:
                 self.vllm.unload_adapter(victim)
             except LorastackError as exc:

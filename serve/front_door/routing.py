@@ -36,9 +36,10 @@ class Routes:
     any other name goes to the control process. None (the control process): every name is relayed here."""
 
     def routable(self, model: str) -> bool:
-        """Whether a request for ``model`` can be relayed from here (a plain read: the hot path takes no lock)."""
+        """Whether a request for ``model`` (an alias: its version) can be relayed from here, to a name vLLM holds
+        now (plain reads: the hot path takes no lock)."""
         direct = self.direct
-        return direct is None or model in direct or model in self.aliases
+        return direct is None or self.aliases.get(model, model) in direct
 
     def replace(self, aliases: dict[str, str], direct: set[str]) -> None:
         """A worker's replica takes the control's routes (requests in flight stay counted)."""

@@ -87,18 +87,28 @@ class FrontDoor:
         """Serve through ``pool``'s worker processes (before the app starts): this process becomes their control."""
         self.pool = pool
         self.app.add_middleware(TrustedWorkers, token=pool.token)
+        pool.on_use = self._used  # requests the workers served count for least-recently-used eviction
+        self.residency.retiring = self._retiring
         self.publish(wait=False)
+
+    def _used(self, used: dict[str, int]) -> None:
+        for name in used:
+            self.residency.touch(name)
+
+    def _retiring(self, name: str) -> None:
+        """An adapter to be evicted: no worker routes it any more (its next request comes here and loads it
+        again), and none has a request on it in flight."""
+        self.publish()
+        if self.pool is not None and not self.pool.drained(name, self.residency.busy_wait_s):
+            logger.warning("A front-door worker still has requests on %s; evicting it anyway", name)
 
     def publish(self, wait: bool = True) -> None:
         """Hand the workers the current routes (no-op without workers); with ``wait``, once they all applied them."""
         if self.pool is None:
             return
         aliases = self.routes.snapshot()
-        try:
-            served = set(self.vllm.served_adapters()) if self.available.is_set() else set()
-        except (LorastackError, httpx.HTTPError):
-            served = set()
-        self.pool.publish(aliases, {self.base_name, *served, *aliases.values()}, self.available.is_set(), wait)
+        served = set(self.residency.resident) if self.available.is_set() else set()
+        self.pool.publish(aliases, {self.base_name, *served}, self.available.is_set(), wait)
 
     def drain(self, upstream: str, timeout: float) -> bool:
         """Wait until no request is in flight on ``upstream``, here and in every worker."""

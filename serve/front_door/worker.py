@@ -74,6 +74,12 @@ class Replica:
         self.used: dict[str, int] = {}
         self.listening = False
 
+    def touch(self, upstream: str) -> bool:
+        """The relay's note of a request for an adapter (the control's least-recently-used order hears of it at the
+        next sync); a replica routes only adapters vLLM holds, so there is never anything to load here."""
+        self.used[upstream] = self.used.get(upstream, 0) + 1
+        return True
+
     def apply(self, answer: dict) -> None:
         self.routes.replace(answer["aliases"], set(answer["direct"]))
         self.generation = answer["generation"]
@@ -126,6 +132,7 @@ def build_worker_app(replica: Replica, keys: KeyStore) -> FastAPI:
         return StreamingResponse(body(), answer.status_code, headers=kept)
 
     relay.fallback = to_control
+    relay.residency = replica  # type: ignore[assignment]  # its touch() counts use for the control's eviction order
 
     async def sync_forever() -> None:
         parent = os.getppid()

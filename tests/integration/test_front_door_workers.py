@@ -165,3 +165,24 @@ def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(door) -> None:
         time.sleep(0.2)
     assert victim not in door.pool.pids() and len(door.pool.pids()) == 2
     assert all(_chat(_openai(door), door.state.base_name).choices for _ in range(4))
+
+
+def test_first_request_through_a_worker_loads_and_an_eviction_reaches_every_worker(door, vllm_server,
+                                                                                   make_adapter) -> None:
+    base = vllm_server.state.base
+    shapes = base.weight_shapes()
+    for name, seed in (("wlazy", 33), ("wlazy2", 34)):
+        door.registry.register(name, make_adapter(seed=seed), base, shapes)
+    assert _chat(_openai(door), "wlazy").model == "wlazy"  # not loaded: the worker hands it to the control
+    assert "wlazy" in door.pool.state["direct"]  # loaded and published: the workers relay it themselves now
+    residency = door.front_door.residency
+    for other in residency.resident - {"wlazy"}:
+        residency.touch(other)  # wlazy is the least recently used (the shared vLLM holds other tests' adapters)
+    residency.capacity = len(residency.resident)  # full: the next load evicts the least recently used unpinned
+    try:
+        assert _chat(_openai(door), "wlazy2").model == "wlazy2"
+        assert "wlazy" not in door.pool.state["direct"]
+        assert "wlazy" not in door.front_door.vllm.served_adapters()
+        assert _chat(_openai(door), "wlazy").model == "wlazy"  # evicted: its next request loads it again
+    finally:
+        residency.capacity = None

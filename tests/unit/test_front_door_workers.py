@@ -44,6 +44,8 @@ def test_a_replica_routes_only_what_vllm_serves_and_the_control_every_name() -> 
     replica.replace({"prod": "support@v2"}, {"base", "support@v2"})
     assert replica.routable("prod") and replica.routable("base") and replica.routable("support@v2")
     assert not replica.routable("support@v1") and not replica.routable("not-loaded")
+    replica.replace({"prod": "support@v2", "old": "support@v1"}, {"base", "support@v2"})
+    assert not replica.routable("old")  # an alias whose version vLLM does not hold: the control loads it
     target = replica.acquire("prod")
     replica.replace({"prod": "support@v3"}, {"base", "support@v3"})
     assert replica.inflight["support@v2"] == 1  # a switch keeps counting what is under way
@@ -93,3 +95,13 @@ def test_a_sync_answers_at_once_when_routes_changed_and_waits_otherwise(tmp_path
     assert second["aliases"] == {"prod": "a@v2"} and second["generation"] == first["generation"] + 1
     assert 0.1 <= waited < 0.9  # answered on the change, not at the end of the long poll
     assert pool.reports[0].generation == first["generation"]
+
+
+def test_a_replica_reports_the_use_of_each_adapter_once(tmp_path: Path) -> None:
+    from lorastack.serve.front_door.worker import Replica, WorkerConfig
+
+    replica = Replica(WorkerConfig(0, "127.0.0.1", 1, "http://127.0.0.1:2", "t", "http://127.0.0.1:3", None, "base",
+                                   tmp_path))  # fmt: skip
+    assert replica.touch("a@v1") and replica.touch("a@v1") and replica.touch("b")
+    assert replica.report()["used"] == {"a@v1": 2, "b": 1}
+    assert replica.report()["used"] == {}  # counted since the last report
