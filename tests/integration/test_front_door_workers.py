@@ -186,3 +186,29 @@ def test_first_request_through_a_worker_loads_and_an_eviction_reaches_every_work
         assert _chat(_openai(door), "wlazy").model == "wlazy"  # evicted: its next request loads it again
     finally:
         residency.capacity = None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status"),
+    [
+        ("POST", "/v1/chat/completions", b'{"model": "x", "messages": [', 400),  # cut-off JSON: the worker refuses
+        ("POST", "/v1/chat/completions", b'{"model": NaN, "messages": []}', 400),
+        ("POST", "/v1/completions", b"[1, 2, 3]", 400),
+        ("POST", "/admin/promote", b'{"ref": 5}', 400),  # forwarded: the control refuses, as with one process
+        ("GET", "/v1/load_lora_adapter", b"", 404),
+        ("DELETE", "/admin/aliases", b"", 404),
+        ("POST", "/_lorastack/sync", b'{"worker": 0, "generation": 99}', 404),
+    ],
+)
+def test_hostile_requests_through_a_worker_get_the_same_4xx_as_one_process(door, method, path, content,
+                                                                         status) -> None:  # fmt: skip
+    answer = httpx.request(method, f"{door.state.url}{path}", content=content, timeout=30,
+                           headers={"content-type": "application/json"})  # fmt: skip
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"]
+
+
+def test_a_body_over_the_limit_is_refused_by_the_worker(door) -> None:
+    answer = httpx.post(f"{door.state.url}/v1/chat/completions", content=b"x" * (33 * 2**20), timeout=60,
+                        headers={"content-type": "application/json"})  # fmt: skip
+    assert answer.status_code == 413
