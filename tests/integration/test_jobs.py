@@ -69,7 +69,8 @@ def test_job_trains_and_its_adapter_answers(vllm_server, training_file, monkeypa
     assert [s["step"] for s in steps] == [1, 2] and all(s["train_loss"] > 0 for s in steps)
     assert events[-1].message == "The job has successfully completed."
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert [c.step_number for c in checkpoints] == [2, 1] and checkpoints[0].metrics.train_loss == steps[1]["train_loss"]
+    assert [c.step_number for c in checkpoints] == [2, 1]
+    assert checkpoints[0].metrics.train_loss == steps[1]["train_loss"]
     results = client.files.content(done.result_files[0]).text.splitlines()
     assert results[0] == "step,train_loss,valid_loss" and len(results) == 3
 
@@ -130,6 +131,6 @@ def test_worker_restart_mid_run_resumes_from_the_checkpoint(vllm_server, trainin
     assert len(resumed) == 1
     resumed_from = int(events[resumed[0]].message.split("step ")[1].split()[0])
     assert resumed_from >= saved
-    after = [e.data["step"] for e in events[resumed[0]:] if e.type == "metrics"]
+    after = [e.data["step"] for e in events[resumed[0] :] if e.type == "metrics"]
     assert after and after[0] == resumed_from + 1 and after[-1] == 8  # no step trained twice
     assert "Resuming from checkpoint" in (door.jobs.job_folder(job.id) / "train.log").read_text()

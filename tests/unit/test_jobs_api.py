@@ -74,7 +74,9 @@ def test_upload_checks_stores_and_pages_files(door: FrontDoor) -> None:
 
 def test_malformed_file_is_an_error_naming_its_line(door: FrontDoor) -> None:
     client = _client(door)
-    bad = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": 3}\n'
+    bad = (
+        b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{"messages": 3}\n'
+    )
     uploaded = _upload(client, bad, "bad.jsonl")
     assert uploaded.status == "error"
     assert "bad.jsonl:2" in uploaded.status_details and str(door.jobs.files.folder) not in uploaded.status_details
@@ -258,7 +260,10 @@ def test_hyperparameters_map_onto_a_valid_training_config(base_model, tmp_path: 
     assert (t.epochs, t.batch_size, t.seed, t.max_steps, t.logging_steps) == (3, 2, 7, -1, 1)
     assert t.learning_rate == pytest.approx(2 * 3e-3) and config.lora.r == 4  # the recipe's rate, times 2
     assert config.data.path == DATA and config.output_dir == tmp_path / "run"
-    auto = {"seed": 1, "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}}
+    auto = {
+        "seed": 1,
+        "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"},
+    }
     argv = train_arguments(auto, JobSettings(), base_model, DATA, tmp_path / "run", resume=True)
     assert argv[-1] == "--resume"
     assert load_train_config(None, argv[:-1]).training.learning_rate == DEFAULT_LEARNING_RATE

@@ -25,7 +25,7 @@ from lorastack.serve.registry import Registry
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "tool_chat.jsonl"
 
-TRAINER = textwrap.dedent('''
+TRAINER = textwrap.dedent("""
     import json, os, shutil, sys, time
     args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
     out = json.loads(args["output_dir"])
@@ -49,7 +49,7 @@ TRAINER = textwrap.dedent('''
     card = {"metrics": {"non_padding_tokens": 1234, "steps": total}, "config": {}}
     open(os.path.join(out, "adapter", "training_card.json"), "w").write(json.dumps(card))
     print("Adapter saved.", flush=True)
-''')
+""")
 
 
 @pytest.fixture
