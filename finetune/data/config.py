@@ -41,7 +41,11 @@ class DataConfig(BaseModel):
     as for data.path."""
     eval_fraction: float = Field(0.05, ge=0, lt=1)
     """Share of rows held out for evaluation (0 = no eval split). Chosen by a seeded hash of each row's content,
-    so the split is the same on every run and a duplicated row never lands on both sides."""
+    so the split is the same on every run and a duplicated row never lands on both sides. Ignored (0) when
+    data.eval_path is set."""
+    eval_path: Path | None = None
+    """A separate eval set: a .jsonl or .json file in the same format as data.path, checked row by row like it.
+    Set: the eval split is this file and the training data is not split. Relative paths as for data.path."""
     packing: bool = True
     """Padding-free batching: a batch's examples go back to back (one flat row with flash attention; with sdpa,
     rows no longer than its longest example), and attention does not cross them. Unsloth and eager attention
@@ -68,6 +72,10 @@ class DataConfig(BaseModel):
                 f"data.path ({self.path}) must be a .jsonl or .json file; for parquet or csv use data.dataset "
                 "(parquet or csv) with data.data_files"
             )
+        if self.eval_path is not None:
+            if self.eval_path.suffix not in (".jsonl", ".json"):
+                raise ValueError(f"data.eval_path ({self.eval_path}) must be a .jsonl or .json file")
+            self.eval_fraction = 0.0  # the eval split is that file: the training data is not split
         return self
 
     @property

@@ -15,7 +15,7 @@ from typing import Any
 
 from lorastack.finetune.data.config import DataConfig
 from lorastack.finetune.data.errors import DataError
-from lorastack.finetune.data.sources import conversations, in_eval
+from lorastack.finetune.data.sources import conversations, eval_source, in_eval
 from lorastack.finetune.data.tokenize import ChatEncoder, Encoded, template_text
 
 logger = logging.getLogger(__name__)
@@ -80,12 +80,22 @@ def load_examples(
             rows += 1
         if rows == 0:
             raise DataError(f"{config.source_name} holds no rows.", "Point data.path or data.dataset at training data.")
+    held_out = eval_source(config)
+    if held_out is not None:  # its rows checked like the training rows, before any is tokenized
+        for conversation in conversations(held_out):
+            encoder.check(conversation)
     if config.streaming:
         return _streamed(config, encoder, seed, rows)
     return _built(config, encoder, seed, rows)
 
 
 def _examples(config: DataConfig, encoder: ChatEncoder, seed: int, held_out: bool) -> Iterator[Encoded]:
+    eval_config = eval_source(config)
+    if eval_config is not None:  # the eval split is that file; the training data is not split
+        source = eval_config if held_out else config
+        for conversation in conversations(source):
+            yield encoder.encode(conversation.with_system(config.system_prompt))
+        return
     for conversation in conversations(config):
         if in_eval(conversation, config.eval_fraction, seed) == held_out:
             yield encoder.encode(conversation.with_system(config.system_prompt))
@@ -132,6 +142,10 @@ def _built(config: DataConfig, encoder: ChatEncoder, seed: int, rows: int | None
     for conversation in conversations(config):
         collected = held if in_eval(conversation, config.eval_fraction, seed) else train
         collected.add(encoder.encode(conversation.with_system(config.system_prompt)))
+    eval_config = eval_source(config)
+    if eval_config is not None:  # eval_fraction is 0 with an eval file: every row above went to training
+        for conversation in conversations(eval_config):
+            held.add(encoder.encode(conversation.with_system(config.system_prompt)))
     if train.count == 0:
         raise DataError(
             f"No training example left from {config.source_name}: {train.dropped} had no assistant token within "
@@ -143,9 +157,12 @@ def _built(config: DataConfig, encoder: ChatEncoder, seed: int, rows: int | None
             "eval_fraction %s selected no example of %s; training without evaluation.",
             config.eval_fraction, config.source_name,
         )  # fmt: skip
+    if eval_config is not None and held.count == 0:
+        logger.warning("No example of %s has an assistant token within max_length %s; training without evaluation.",
+                       eval_config.source_name, config.max_length)  # fmt: skip
     both = (train, held)
     report = DataReport(
-        source=config.source_name,
+        source=_source(config),
         rows=rows,
         train_examples=train.count,
         eval_examples=held.count,
@@ -173,9 +190,15 @@ def _streamed(config: DataConfig, encoder: ChatEncoder, seed: int, rows: int | N
             generate, features=_features(), gen_kwargs={"held_out": held_out}
         )
 
-    report = DataReport(config.source_name, rows, None, None, None, None, None, None, config.max_length,
+    report = DataReport(_source(config), rows, None, None, None, None, None, None, config.max_length,
                         encoder.method, True)  # fmt: skip
-    return split(False), split(True) if config.eval_fraction > 0 else None, report
+    has_eval = config.eval_fraction > 0 or config.eval_path is not None
+    return split(False), split(True) if has_eval else None, report
+
+
+def _source(config: DataConfig) -> str:
+    """How the report names the data: the training source, and the eval file when there is one."""
+    return f"{config.source_name} (eval: {config.eval_path})" if config.eval_path else config.source_name
 
 
 def _features() -> Any:

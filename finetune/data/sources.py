@@ -64,6 +64,9 @@ def validate(config: DataConfig) -> DataStats:
             break
     if rows == 0:
         raise DataError(f"{config.source_name} holds no rows.", "Point data.path or data.dataset at training data.")
+    held_out = eval_source(config)
+    if held_out is not None and sum(1 for _ in conversations(held_out)) == 0:
+        raise DataError(f"{held_out.path} holds no rows.", "Point data.eval_path at eval data, or leave it out.")
     return DataStats(config.source_name, fmt, rows, turns, with_tools, calls, complete=rows != limit)
 
 
@@ -80,6 +83,17 @@ def _conversations_with_format(config: DataConfig) -> Iterator[tuple[Conversatio
             fmt = detect_format(row, where)
             logger.debug("%s: %s format (from the first row's keys)", config.source_name, fmt)
         yield to_conversation(row, fmt, where), fmt
+
+
+def eval_source(config: DataConfig) -> DataConfig | None:
+    """The config that reads ``data.eval_path`` (same format and checks as the training data); None without one."""
+    if config.eval_path is None:
+        return None
+    path = config.eval_path.expanduser()
+    if not path.is_file():
+        raise DataError(f"Eval data {path} does not exist.", "Check data.eval_path.")
+    update = {"path": path, "eval_path": None, "dataset": None, "data_files": [], "streaming": False}
+    return config.model_copy(update=update)
 
 
 def in_eval(conversation: Conversation, fraction: float, seed: int) -> bool:

@@ -71,12 +71,6 @@ class JobCreate(_Strict):
         if self.integrations:
             raise InvalidRequest("integrations (Weights & Biases...) are not supported here.",
                                  "Leave integrations out.", "integrations")  # fmt: skip
-        if self.validation_file:
-            raise InvalidRequest(
-                "A separate validation_file is not supported yet: lorastack holds out a share of the training file "
-                "for validation (data.eval_fraction of the server's jobs recipe).",
-                "Leave validation_file out.", "validation_file",
-            )  # fmt: skip
         method = self.method
         if method is not None and method.type != "supervised":
             known = method.type in ("dpo", "reinforcement")

@@ -69,13 +69,18 @@ class JobSettings:
 
 
 def train_arguments(job: dict[str, Any], settings: JobSettings, base: BaseModel, data: Path, run: Path,
-                    resume: bool) -> list[str]:  # fmt: skip
-    """``lorastack train``'s arguments for ``job``: the jobs recipe, then the job's own settings over it."""
+                    resume: bool, validation: Path | None = None) -> list[str]:  # fmt: skip
+    """``lorastack train``'s arguments for ``job``: the jobs recipe, then the job's own settings over it.
+
+    ``validation`` (the job's validation_file) becomes the eval split (``data.eval_path``); without it the recipe's
+    data.eval_fraction holds out a share of the training file."""
     spec = base.name if base.name == EMBEDDED_NAME else base.path
     settings_given = {
         "base_model": spec, "data.path": str(data), "output_dir": str(run),
         "training.max_steps": -1, "training.logging_steps": 1, "training.seed": job["seed"],
     }  # fmt: skip
+    if validation is not None:
+        settings_given["data.eval_path"] = str(validation)
     hyper = job["hyperparameters"]
     if hyper["n_epochs"] != "auto":
         settings_given["training.epochs"] = hyper["n_epochs"]
@@ -172,7 +177,9 @@ class JobRunner:
             self.store.add_event(job_id, "Restarting from the beginning after a restart (no checkpoint was saved)."
                                  if interrupted else "Fine-tuning job started.")  # fmt: skip
         data = self.files.path(self.store.file(job["training_file"]))
-        argv = train_arguments(job, self.settings, self.base, data, run, resume=bool(interrupted and saved))
+        validation = self.files.path(self.store.file(job["validation_file"])) if job["validation_file"] else None
+        argv = train_arguments(job, self.settings, self.base, data, run, resume=bool(interrupted and saved),
+                               validation=validation)  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
         rc, message = self._train(job_id, argv, folder, run)
         self._finish(job_id, rc, message, run)
@@ -242,7 +249,8 @@ class JobRunner:
         training_file = self.store.file(job["training_file"])
         card["fine_tuning_job"] = {
             "id": job_id, "training_file": job["training_file"], "training_file_sha256": training_file["sha256"],
-            "training_file_name": training_file["filename"], "hyperparameters": job["hyperparameters"],
+            "training_file_name": training_file["filename"], "validation_file": job["validation_file"],
+            "hyperparameters": job["hyperparameters"],
             "seed": job["seed"], "suffix": job["suffix"],
         }  # fmt: skip
         (adapter_dir / TRAINING_CARD).write_text(json.dumps(card, indent=2) + "\n")

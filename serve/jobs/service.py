@@ -60,20 +60,34 @@ class FineTuning:
                 f"Model {body.model!r} cannot be fine-tuned here: this server trains adapters for {self.base.name}.",
                 f"Use model={self.base.name!r}.", "model",
             )  # fmt: skip
-        data = self.store.file(body.training_file)  # NotFound: a 404
-        if data["purpose"] not in PURPOSES:
-            raise InvalidRequest(f"File {data['id']} has purpose {data['purpose']!r}, not 'fine-tune'.",
-                                 "Upload training data with purpose='fine-tune'.", "training_file")  # fmt: skip
+        data = self._data_file(body.training_file, "training_file")
+        validation = None
+        if body.validation_file is not None:
+            validation = self._data_file(body.validation_file, "validation_file")
+            if validation["status"] == "error":  # checked on upload: refused now rather than failing the job later
+                raise InvalidRequest(
+                    f"Invalid validation file {validation['id']} ({validation['filename']}): "
+                    f"{validation['status_details']}", "Fix the file and upload it again.", "validation_file",
+                )  # fmt: skip
         job_id = new_id("ftjob")
         row = {
             "id": job_id, "created_at": int(time.time()), "model": body.model, "training_file": data["id"],
-            "validation_file": None, "suffix": body.suffix, "seed": DEFAULT_SEED if body.seed is None else body.seed,
+            "validation_file": validation["id"] if validation else None, "suffix": body.suffix, "seed": DEFAULT_SEED if body.seed is None else body.seed,
             "metadata": body.metadata, "hyperparameters": hyper.model_dump(), "status": "validating_files",
         }  # fmt: skip
         self.store.add_job(row)
-        self.store.add_event(job_id, f"Validating training file: {data['id']}")
+        also = f" and validation file: {validation['id']}" if validation else ""
+        self.store.add_event(job_id, f"Validating training file: {data['id']}{also}")
         self._validated(job_id, data)
         return self.store.job(job_id)
+
+    def _data_file(self, file_id: str, param: str) -> dict[str, Any]:
+        """An uploaded training data file (``param`` names the field that gave it); NotFound (a 404) if unknown."""
+        data = self.store.file(file_id)
+        if data["purpose"] not in PURPOSES:
+            raise InvalidRequest(f"File {data['id']} has purpose {data['purpose']!r}, not 'fine-tune'.",
+                                 "Upload training data with purpose='fine-tune'.", param)  # fmt: skip
+        return data
 
     def _validated(self, job_id: str, data: dict[str, Any]) -> None:
         """Queue the job, or fail it with the file's own check (the file:line of its first bad row)."""

@@ -351,6 +351,31 @@ def test_eval_split_is_deterministic_and_disjoint(tokenizer, tmp_path):
     assert _split(tokenizer, path, seed=1) != (train, held)
 
 
+def test_eval_path_is_the_eval_split_and_training_is_not_split(tokenizer, tmp_path):
+    train_path = write_jsonl(tmp_path, _numbered_rows(40))
+    eval_rows = [
+        _msgs({"role": "user", "content": f"Held {i}?"}, {"role": "assistant", "content": f"Held answer {i}."})
+        for i in range(3)
+    ]
+    eval_path = write_jsonl(tmp_path, eval_rows, "eval.jsonl")
+    config = DataConfig(path=train_path, eval_path=eval_path, eval_fraction=0.5)
+    assert config.eval_fraction == 0  # the file is the eval split: a share of the training rows is not
+    train, held, report = load_examples(config, tokenizer, TOOLS)
+    assert len(train) == 40 and report.train_examples == 40 and report.eval_examples == 3
+    assert "eval.jsonl" in str(report) and validate(config).rows == 40
+    alone, _, _ = load_examples(DataConfig(path=eval_path, eval_fraction=0), tokenizer, TOOLS)
+    assert held["input_ids"] == alone["input_ids"]  # exactly that file's examples, in order
+
+    eval_path.write_text(eval_path.read_text() + '{"messages": 3}\n')  # a bad eval row: refused by its file:line
+    for check in (lambda: validate(config), lambda: load_examples(config, tokenizer, TOOLS)):
+        with pytest.raises(DataError, match=f"{re.escape(str(eval_path))}:4"):
+            check()
+    with pytest.raises(DataError, match="data.eval_path"):
+        validate(DataConfig(path=train_path, eval_path=tmp_path / "missing.jsonl"))
+    with pytest.raises(ValueError, match="data.eval_path"):
+        DataConfig(path=train_path, eval_path=tmp_path / "eval.csv")
+
+
 # --- batching --------------------------------------------------------------------------------------------------
 
 

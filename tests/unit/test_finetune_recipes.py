@@ -67,13 +67,16 @@ def test_recipe_data_is_found_beside_the_recipe(tmp_path: Path, one_chat: Path, 
     (recipes / "data").mkdir(parents=True)
     (recipes / "data" / "chats.jsonl").write_text(one_chat.read_text())
     (recipes / "tpl.jinja").write_text("{{ messages }}")
-    (recipes / "r.yaml").write_text("data:\n  path: data/chats.jsonl\n  chat_template: tpl.jinja\noutput_dir: runs/x\n")
+    (recipes / "r.yaml").write_text(
+        "data:\n  path: data/chats.jsonl\n  eval_path: data/chats.jsonl\n  chat_template: tpl.jinja\noutput_dir: runs/x\n"
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
 
     config = load_train_config(Path("../recipes/r.yaml"))
     assert config.data.path.resolve() == (recipes / "data" / "chats.jsonl").resolve()
+    assert config.data.eval_path.resolve() == config.data.path.resolve()
     assert config.data.chat_template.resolve() == (recipes / "tpl.jinja").resolve()
     assert config.output_dir == Path("runs/x")  # the run lands where it is started, as in torchtune and axolotl
     validate(config.data)  # found and checked

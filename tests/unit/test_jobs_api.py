@@ -136,6 +136,44 @@ def test_job_create_validates_and_queues(door: FrontDoor) -> None:
         client.fine_tuning.jobs.cancel(job.id)
 
 
+def test_job_with_a_validation_file_is_recorded_and_trains_with_it(door: FrontDoor, base_model, tmp_path) -> None:
+    from lorastack.finetune.config import load_train_config  # the trainer's config, as train reads it
+
+    client = _client(door)
+    data, held = _upload(client, DATA.read_bytes()), _upload(client, DATA.read_bytes(), "valid.jsonl")
+    job = client.fine_tuning.jobs.create(model=door.base_name, training_file=data.id, validation_file=held.id)
+    assert job.status == "queued" and job.validation_file == held.id
+    assert client.fine_tuning.jobs.retrieve(job.id).validation_file == held.id
+    row = door.jobs.store.next_job()
+    assert row["id"] == job.id and row["validation_file"] == held.id
+    with pytest.raises(openai.ConflictError):
+        client.files.delete(held.id)  # the queued job still needs it
+
+    stored = door.jobs.files.path(door.jobs.store.file(held.id))
+    argv = train_arguments(row, JobSettings(RECIPE), base_model, DATA, tmp_path / "run", False, validation=stored)
+    config = load_train_config(Path(argv[0]), argv[1:]).data
+    assert config.eval_path == stored and config.eval_fraction == 0
+
+    client.fine_tuning.jobs.cancel(job.id)
+    assert client.files.delete(held.id).deleted  # no unfinished job uses it any more
+
+
+def test_validation_file_refused_like_the_training_file(door: FrontDoor) -> None:
+    client, http = _client(door), TestClient(door.app, client=("127.0.0.1", 5000))
+    data = _upload(client, DATA.read_bytes())
+    bad = _upload(client, b'{"messages": 3}\n', "bad.jsonl")
+    results = door.jobs.files.add_results("ftjob-x", b"step\n")  # a file, but not one uploaded for fine-tuning
+    for validation, status in ((bad.id, 400), ("file-nope", 404), (results["id"], 400)):
+        response = http.post("/v1/fine_tuning/jobs", json={"model": door.base_name, "training_file": data.id,
+                                                           "validation_file": validation})  # fmt: skip
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["param"] == ("validation_file" if status == 400 else None) and error["message"]
+    assert "bad.jsonl:1" in http.post("/v1/fine_tuning/jobs", json={
+        "model": door.base_name, "training_file": data.id, "validation_file": bad.id}).json()["error"]["message"]  # fmt: skip
+    assert door.jobs.store.jobs(None, 5) == ([], False)  # nothing refused was recorded
+
+
 @pytest.mark.parametrize(
     ("change", "status", "param"),
     [
@@ -152,7 +190,7 @@ def test_job_create_validates_and_queues(door: FrontDoor) -> None:
         ({"suffix": "x" * 65}, 400, None),
         ({"seed": -1}, 400, None),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, 400, None),
-        ({"validation_file": "file-x"}, 400, "validation_file"),
+        ({"validation_file": "file-x"}, 404, None),
         ({"integrations": [{"type": "wandb"}]}, 400, "integrations"),
         ({"surprise": 1}, 400, None),
     ],
