@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lorastack.finetune.data import DataConfig
 from lorastack.errors import LorastackError, NotFound
 from lorastack.lora import MAX_LORA_RANK
+from lorastack.sources import SourceError, is_remote, parse
 
 _STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
@@ -102,7 +103,8 @@ class TrainConfig(BaseModel):
     model_config = _STRICT
 
     base_model: str | None = None
-    """Base model: a Hugging Face hub id, a local folder, or unset for the embedded SmolLM2-135M-Instruct."""
+    """Base model: a Hugging Face hub id, a local folder, hf://ORG/REPO[@REVISION][/SUBFOLDER] or s3://BUCKET/PREFIX
+    (fetched before training), or unset for the embedded SmolLM2-135M-Instruct."""
     backend: Literal["auto", "unsloth", "peft", "cpu"] = "auto"
     """auto: Unsloth when CUDA and Unsloth are present, else peft (+ bitsandbytes for QLoRA) on CUDA, else CPU."""
     quantization: Literal["auto", "nf4", "int8", "none"] = "auto"
@@ -124,6 +126,17 @@ class TrainConfig(BaseModel):
     """LoRA settings (see the lora.* fields)."""
     training: TrainingSettings = TrainingSettings()
     """Optimisation settings (see the training.* fields)."""
+
+    @field_validator("base_model")
+    @classmethod
+    def _source_is_well_formed(cls, value: str | None) -> str | None:
+        # A malformed hf:// or s3:// URL is refused with the config, before anything loads; fetching waits for training.
+        if value is not None and is_remote(value):
+            try:
+                parse(value)
+            except SourceError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _backend_fits_quantization(self) -> TrainConfig:

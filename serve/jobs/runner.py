@@ -31,6 +31,7 @@ from typing import Any
 
 from lorastack.errors import LorastackError, NotFound
 from lorastack.models import EMBEDDED_NAME, BaseModel
+from lorastack.sources import is_remote
 from lorastack.serve.jobs.files import FileStore
 from lorastack.serve.jobs.progress import checkpoints, cut_off, error_line, parse_step
 from lorastack.serve.jobs.protocol import fine_tuned_name
@@ -74,7 +75,9 @@ def train_arguments(job: dict[str, Any], settings: JobSettings, base: BaseModel,
 
     ``validation`` (the job's validation_file) becomes the eval split (``data.eval_path``); without it the recipe's
     data.eval_fraction holds out a share of the training file."""
-    spec = base.name if base.name == EMBEDDED_NAME else base.path
+    # An hf:// or s3:// base is named by its URL (already fetched: the trainer finds it in the cache), so that the
+    # adapter's card names where the base came from, as the server's does.
+    spec = base.name if base.name == EMBEDDED_NAME else (base.source if is_remote(base.source) else base.path)
     settings_given = {
         "base_model": spec, "data.path": str(data), "output_dir": str(run),
         "training.max_steps": -1, "training.logging_steps": 1, "training.seed": job["seed"],

@@ -1,5 +1,6 @@
-"""Adapter sources: s3:// against a real S3 API server (moto's, on 127.0.0.1), hf:// through huggingface_hub's own
-snapshot_download against a hub cache the test lays out, and a registry of before remote sources still opening."""
+"""Adapter and base model sources: s3:// against a real S3 API server (moto's, on 127.0.0.1), hf:// through
+huggingface_hub's own snapshot_download against a hub cache the test lays out, and a registry of before remote sources
+still opening."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
-from lorastack.errors import NotFound
+from lorastack.finetune.config import load_train_config
+from lorastack.serve.jobs.runner import JobSettings, train_arguments
 from lorastack.serve.registry import Registry
 from lorastack.serve.sources import FETCHED, HubSource, S3Source, SourceError, discard, fetch, parse
+
+from lorastack.errors import LorastackError, NotFound
+from lorastack.models import resolve_base_model
 from tests.conftest import free_port
 
 SECRET = "not-a-real-secret-key-0123456789"
@@ -135,7 +140,9 @@ def _hub_cache(root: Path, adapter: Path, repo: str, subfolder: str, refs: dict[
         blob = storage / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
         shutil.copy(path, blob)
         (snapshot / path.name).symlink_to(blob)
-        tree[f"{subfolder}/{path.name}"] = TreeCacheEntry(size=blob.stat().st_size, blob_id=blob.name)
+        tree[f"{subfolder}/{path.name}" if subfolder else path.name] = TreeCacheEntry(
+            size=blob.stat().st_size, blob_id=blob.name
+        )
     write_tree_cache(str(storage), commit, tree)
     (storage / "refs").mkdir()
     for ref in refs:
@@ -226,3 +233,87 @@ def test_register_and_pin_from_the_command_line(s3, make_adapter: Callable[..., 
     assert Registry().pins() == {"support@v1": False}
     missing = runner.invoke(app, ["adapters", "pin", "nobody"])
     assert missing.exit_code != 0 and "nobody" in str(missing.exception or missing.output)
+
+
+def _tiny_model(folder: Path) -> Path:
+    """What resolving a base model reads: config.json, a tokenizer file and a safetensors header (no real weights)."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 2}))
+    (folder / "tokenizer.json").write_text("{}")
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    (folder / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(16))
+    return folder
+
+
+def test_base_model_from_s3_is_a_local_folder_that_names_its_url(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORASTACK_CACHE", str(tmp_path / "cache"))
+    model = _tiny_model(tmp_path / "tiny-llm")
+    _upload(s3, model, "models/tiny-llm")
+    s3.put_object(Bucket="adapters", Key="models/tiny-llm/original/consolidated.pth", Body=b"not fetched")
+
+    base = resolve_base_model("s3://adapters/models/tiny-llm/")
+
+    folder = Path(base.path)
+    assert (base.name, base.source) == ("tiny-llm", "s3://adapters/models/tiny-llm")
+    assert base.is_local and folder.is_relative_to(tmp_path / "cache")
+    fetched = {p.name for p in folder.iterdir() if p.suffix != ".etag" and not p.name.startswith(".")}
+    assert fetched == {p.name for p in model.iterdir()}  # not original/ below the prefix
+    assert (folder / "config.json").read_bytes() == (model / "config.json").read_bytes()
+    assert base.weight_shapes() == {"w": (2, 2)}
+    # Adapters trained on it record the URL, which finds this model again (registration's base check, export).
+    assert base.adapter_base_name == "s3://adapters/models/tiny-llm" and base.matches(base.adapter_base_name)
+    # Fetched once: a second resolve finds every file under its unchanged ETag and downloads nothing.
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert resolve_base_model("s3://adapters/models/tiny-llm").path == base.path
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
+
+    # The processes of one run resolving it at once take turns: each finds the whole model.
+    _upload(s3, model, "models/again")
+    with ThreadPoolExecutor(4) as pool:
+        paths = set(pool.map(lambda _: resolve_base_model("s3://adapters/models/again").path, range(4)))
+    assert (
+        len(paths) == 1
+        and (Path(paths.pop()) / "model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
+    )
+
+    with pytest.raises(NotFound, match="holds no config.json.*model's files"):
+        resolve_base_model("s3://adapters/models")
+    with pytest.raises(NotFound, match="no-such-bucket"):
+        resolve_base_model("s3://no-such-bucket/m")
+
+
+def test_base_model_from_the_hub_cache_keeps_the_hub_id(offline_hub: Path, tmp_path: Path) -> None:
+    commit = _hub_cache(offline_hub, _tiny_model(tmp_path / "tiny"), "acme/tiny-llm", "", {"main": ""})
+
+    base = resolve_base_model("hf://acme/tiny-llm")
+
+    assert (base.name, base.source, base.adapter_base_name) == ("acme/tiny-llm", "hf://acme/tiny-llm", "acme/tiny-llm")
+    assert Path(base.path).name == commit and (Path(base.path) / "config.json").is_file()
+    assert resolve_base_model("acme/tiny-llm").path == "acme/tiny-llm"  # a plain hub id is left to vLLM as before
+    with pytest.raises(LorastackError, match="HF_HUB_OFFLINE|cache"):
+        resolve_base_model("hf://acme/not-cached")
+
+
+def test_training_config_takes_an_s3_base_model_and_refuses_a_malformed_one(
+    s3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LORASTACK_CACHE", str(tmp_path / "cache"))
+    _upload(s3, _tiny_model(tmp_path / "tiny-llm"), "models/tiny-llm")
+    data = tmp_path / "train.jsonl"
+    data.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
+    )
+
+    config = load_train_config(None, ["base_model=s3://adapters/models/tiny-llm", f"data.path={data}"])
+
+    assert config.base_model == "s3://adapters/models/tiny-llm"
+    base = resolve_base_model(config.base_model)
+    assert (Path(base.path) / "config.json").is_file()  # what training loads
+    # A fine-tuning job on a server started with that base trains from the URL too (found in the cache).
+    job = {"seed": 1, "hyperparameters": {"n_epochs": "auto", "batch_size": "auto", "learning_rate_multiplier": "auto"}}
+    argv = train_arguments(job, JobSettings(), base, data, tmp_path / "run", resume=False)
+    assert load_train_config(None, argv).base_model == "s3://adapters/models/tiny-llm"
+    with pytest.raises(LorastackError, match="base_model: Credentials do not belong"):
+        load_train_config(None, ["base_model=s3://key:secret@adapters/x", f"data.path={data}"])
