@@ -45,15 +45,16 @@ def _fields_help() -> str:
     return f"Config fields (YAML keys; override any with KEY=VALUE, e.g. lora.r=32):\n\n{rows}"
 
 
-def _split(config: Path | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
-    """`lorastack train key=value ...` without a recipe: the first override lands in the config slot."""
-    if config is not None and "=" in str(config) and not config.exists():
-        return None, [str(config), *(overrides or [])]
-    return config, list(overrides or [])
+def _split(config: str | None, overrides: list[str] | None) -> tuple[Path | None, list[str]]:
+    """`lorastack train key=value ...` without a recipe: the first override lands in the config slot (taken as a
+    string: a Path would fold base_model=s3://... into s3:/...)."""
+    if config is not None and "=" in config and not Path(config).exists():
+        return None, [config, *(overrides or [])]
+    return (Path(config) if config is not None else None), list(overrides or [])
 
 
 def train(
-    config: Optional[Path] = typer.Argument(None, help="A YAML recipe (see finetune/recipes/)."),
+    config: Optional[str] = typer.Argument(None, help="A YAML recipe (see finetune/recipes/)."),
     overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe, e.g. training.max_steps=50."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
     register: Optional[str] = typer.Option(None, "--register", help="Register the trained adapter under this name."),
@@ -173,7 +174,7 @@ train.__doc__ = f"{train.__doc__}\n\n{_fields_help()}"
 
 
 def plan(
-    config: Optional[Path] = typer.Argument(None, help="A YAML recipe."),
+    config: Optional[str] = typer.Argument(None, help="A YAML recipe."),
     overrides: Optional[list[str]] = typer.Argument(None, help="KEY=VALUE settings over the recipe."),
     gpu_memory: float = typer.Option(80.0, help="GPU memory in GiB, for the largest batch that fits."),
     gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs the run spreads over: the peak per GPU with DDP and with FSDP."),

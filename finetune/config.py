@@ -135,7 +135,7 @@ class TrainConfig(BaseModel):
             try:
                 parse(value)
             except SourceError as exc:
-                raise ValueError(str(exc)) from None
+                raise ValueError(str(exc).rstrip(".")) from None
         return value
 
     @model_validator(mode="after")

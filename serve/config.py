@@ -18,8 +18,8 @@ class ServeConfig(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
     base_model: str | None = None
-    """Base model: a Hugging Face hub id, a local model folder, or unset for the embedded default
-    (SmolLM2-135M-Instruct)."""
+    """Base model: a Hugging Face hub id, a local model folder, hf://ORG/REPO[@REVISION][/SUBFOLDER] or
+    s3://BUCKET/PREFIX (fetched first), or unset for the embedded default (SmolLM2-135M-Instruct)."""
     host: str = "127.0.0.1"
     """Address to listen on. The default is this machine only; 0.0.0.0 exposes the server to the network."""
     port: int = Field(8000, ge=1, le=65535)

@@ -317,3 +317,10 @@ def test_training_config_takes_an_s3_base_model_and_refuses_a_malformed_one(
     assert load_train_config(None, argv).base_model == "s3://adapters/models/tiny-llm"
     with pytest.raises(LorastackError, match="base_model: Credentials do not belong"):
         load_train_config(None, ["base_model=s3://key:secret@adapters/x", f"data.path={data}"])
+    # From the command line, without a recipe too (the first KEY=VALUE stays a string: no s3:// folded to s3:/).
+    from typer.testing import CliRunner
+
+    from lorastack.cli import app
+
+    refused = CliRunner().invoke(app, ["train", "base_model=s3://key:secret@adapters/x", f"data.path={data}"])
+    assert refused.exit_code != 0 and "Credentials do not belong" in str(refused.exception or refused.output)
