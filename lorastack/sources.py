@@ -225,6 +225,7 @@ def _from_s3(
                     etags[file_name] = _download(
                         client, source.bucket, prefix + file_name, folder / file_name, progress
                     )
+            _drop_stale(folder, etags)
     except NoCredentialsError:
         raise SourceError(
             f"No AWS credentials to read {source.url}.",
@@ -279,6 +280,15 @@ def _download(client, bucket: str, key: str, dest: Path, progress: Progress | No
     done.write_text(etag)
     part_tag.unlink(missing_ok=True)
     return etag
+
+
+def _drop_stale(folder: Path, fetched: dict[str, str]) -> None:
+    """Delete what an earlier download left that the prefix no longer holds (a shard since removed would otherwise
+    be loaded with the new ones)."""
+    keep = {".lock", *fetched, *(f"{name}.etag" for name in fetched)}
+    for path in folder.iterdir():
+        if path.is_file() and path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
 def _read(path: Path) -> str | None:

@@ -269,6 +269,10 @@ def test_base_model_from_s3_is_a_local_folder_that_names_its_url(
     assert resolve_base_model("s3://adapters/models/tiny-llm").path == base.path
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before
 
+    # A file the prefix no longer holds is not left behind to be loaded with the rest.
+    s3.delete_object(Bucket="adapters", Key="models/tiny-llm/tokenizer.json")
+    resolve_base_model("s3://adapters/models/tiny-llm")
+    assert not (folder / "tokenizer.json").exists() and (folder / "config.json").is_file()
     # The processes of one run resolving it at once take turns: each finds the whole model.
     _upload(s3, model, "models/again")
     with ThreadPoolExecutor(4) as pool:
