@@ -19,13 +19,15 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def field_help(config: type[BaseModel], field: str) -> str:
-    """A config field's docstring, as one paragraph (the ``--help`` text)."""
-    return " ".join((config.model_fields[field].description or "").split())
+    """A config field's docstring, as one paragraph (the ``--help`` text; brackets shown as written, not read as
+    rich markup: ``hf://ORG/REPO[@REVISION]``)."""
+    return escape(" ".join((config.model_fields[field].description or "").split()))
 
 
 def config_values(**options: Any) -> dict[str, Any]:
