@@ -40,6 +40,28 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
                 and split_head(self.model) is not None
             )
 
+        def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+            """A distributed run's optimizer state is loaded with ``map_location=args.device``, which on CPU
+            processes is ``cpu:0``: torch.load cannot restore to that ("don't know how to restore data location ...
+            cpu:0") and --resume failed. Plain "cpu" there; GPUs as transformers does it."""
+            import torch
+
+            device = self.args.device
+            if checkpoint is None or device.type != "cpu" or self.args.world_size <= 1:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            original = torch.load
+
+            def load(*args: Any, **kwargs: Any) -> Any:
+                if isinstance(kwargs.get("map_location"), torch.device) and kwargs["map_location"].type == "cpu":
+                    kwargs["map_location"] = "cpu"
+                return original(*args, **kwargs)
+
+            torch.load = load  # for this one call: transformers reaches torch.load through the module
+            try:
+                return super()._load_optimizer_and_scheduler(checkpoint)
+            finally:
+                torch.load = original
+
         def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
             if "loss" in logs or "eval_loss" in logs:
                 logs["tokens_per_second"] = round(counter.tokens_per_second(), 1)
