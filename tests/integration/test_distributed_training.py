@@ -25,16 +25,20 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 TINY = [
     f"data.path={DATA}", "data.max_length=384", "data.eval_fraction=0", "lora.r=4", "lora.target_modules=[q_proj, v_proj]",
     "training.learning_rate=3e-3", "training.logging_steps=1", "training.lr_scheduler=constant", "training.max_steps=3",
-    "training.save_steps=100",
+    "training.save_steps=100", "training.optimizer=sgd",
 ]  # fmt: skip
+# SGD, not AdamW: Adam's first step moves every weight by about the learning rate whatever its gradient's size, so
+# float32 noise in a near-zero gradient (another summation order: torchrun's processes run one thread each, the one
+# process several) flips whole steps, and runs differed by 0.5-2.8% at step 3. SGD keeps the comparison exact enough
+# to catch a wrong shard or unaveraged gradients.
 # At 384 tokens all 8 examples keep assistant tokens: two full global batches of 4 an epoch. (With a remainder, the
 # processes' sampler pads the last batch with repeated examples where one process takes a smaller one.)
-LOSS_TOLERANCE = 1e-2
-"""Relative difference allowed between the 2-process and the 1-process loss at each step: the same tokens, the same
-first step; measured 2026-11-30: steps 1-2 equal to 4 digits, step 3 0.55% apart (AdamW at lr 3e-3 magnifies the
-float32 differences of summing the gradients in another order). TODO: find whether more than summation order."""
+LOSS_TOLERANCE = 1e-3
+"""Relative difference allowed between the 2-process and the 1-process loss at each of the 3 steps (the same tokens,
+the same start, SGD)."""
 WEIGHT_TOLERANCE = 0.15
-"""Largest |difference| allowed between the LoRA weights of the two runs after 3 steps (measured 0.093; see above)."""
+"""Largest |difference| allowed between the LoRA weights of the two runs after 3 steps (measured 0.093 with AdamW;
+TODO: measure it with SGD and tighten)."""
 
 
 @pytest.fixture(scope="module")
