@@ -18,7 +18,12 @@ of the front door's processes (summed) and of vLLM's API server.
 Then: hot-load of an r16 all-linear adapter (through the front door, and vLLM's route directly, 3 times each, and
 the first request after); a promotion while 64 streams run on the alias (failed requests, promote time, time from
 the promote call to the first token of a request answered by the new version); a sampled profile of the front
-door at concurrency 256. Every result is one JSON line, printed and appended to --out.
+door at concurrency 256. Before all that, the added latency at low concurrency (1 and 8 streams): each stream
+sends the same request straight to vLLM and through the front door in turn, and the median of the paired
+differences is the front door's added TTFT and end-to-end time. In the throughput cases, vLLM's own TTFT (from
+its /metrics, counted from a request's arrival in the engine) is set beside the client's, so that time spent
+outside the engine can be told from queueing inside it. Every result is one JSON line, printed and appended to
+--out.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ def vllm_key(pid: int) -> str | None:
 
 
 async def _worker(session, url: str, models: list[str], offset: int, step: int, count: int, seed: int, out: list,
-                  stop_at: float | None) -> None:  # fmt: skip
+                  stop_at: float | None, headers: dict | None = None,
+                  prompt: list[int] | None = None) -> None:  # fmt: skip
     import aiohttp
 
     rng = random.Random(seed)
@@ -71,14 +77,14 @@ async def _worker(session, url: str, models: list[str], offset: int, step: int, 
         if stop_at is not None and time.time() > stop_at:
             return
         model = models[(offset + i * step) % len(models)]
-        body = {"model": model, "prompt": [rng.randrange(1000, 40000) for _ in range(PROMPT_TOKENS)],
+        body = {"model": model, "prompt": prompt or [rng.randrange(1000, 40000) for _ in range(PROMPT_TOKENS)],
                 "max_tokens": OUTPUT_TOKENS, "ignore_eos": True, "temperature": 0, "stream": True,
                 "stream_options": {"include_usage": True}}  # fmt: skip
         start = time.perf_counter()
         record = {"model": model, "start": time.time(), "ok": False, "tokens": 0, "ttft": None, "itl": [],
                   "served": None}  # fmt: skip
         try:
-            async with session.post(url, json=body) as response:
+            async with session.post(url, json=body, headers=headers) as response:
                 if response.status != 200:
                     record["error"] = f"http {response.status}"
                     await response.read()
@@ -105,6 +111,23 @@ async def _worker(session, url: str, models: list[str], offset: int, step: int, 
         record["e2e"] = time.perf_counter() - start
         record["end"] = time.time()
         out.append(record)
+
+
+async def _paired_worker(session, targets: list[tuple[str, str, dict]], models: list[str], pairs: int, seed: int,
+                        out: list) -> None:  # fmt: skip
+    """``pairs`` times: the same request to each target in turn (the order alternating from pair to pair), so that
+    each pair's two answers saw the same moment of the engine; records carry ``path`` and ``pair``."""
+    rng = random.Random(seed)
+    for pair in range(pairs):
+        model = models[pair % len(models)]
+        prompt = [rng.randrange(1000, 40000) for _ in range(PROMPT_TOKENS)]
+        order = targets if pair % 2 == 0 else targets[::-1]
+        for label, url, headers in order:
+            sink: list = []
+            await _worker(session, url, [model], 0, 1, 1, 0, sink, None, headers=headers, prompt=prompt)
+            record = sink[0]
+            record.update(path=label, pair=(seed, pair))
+            out.append(record)
 
 
 def _client_process(args: tuple) -> tuple[list, float, float]:
@@ -152,6 +175,97 @@ def load(url: str, models: list[str], concurrency: int, per_worker: int, process
     return records, [round(cpu / max(w, 1e-9), 3) for _, cpu, w in results], wall
 
 
+def _paired_process(args: tuple) -> tuple[list, float, float]:
+    targets, models, streams, first, pairs = args
+
+    async def run() -> list:
+        import aiohttp
+
+        out: list = []
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=600)) as session:
+            await asyncio.gather(*(_paired_worker(session, targets, models, pairs, first + w, out)
+                                   for w in range(streams)))  # fmt: skip
+        return out
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    wall, cpu = time.perf_counter(), time.process_time()
+    records = asyncio.run(run())
+    return records, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def paired(out: Path, targets: dict[str, tuple[str, int | None, dict]], models: list[str], mix: str,
+           concurrency: int, pairs: int, processes: int, meta: dict) -> None:  # fmt: skip
+    """Added latency, low concurrency: ``concurrency`` streams, each sending the same request to vLLM directly and
+    through the front door in turn (``pairs`` pairs a stream); per path TTFT and end-to-end percentiles, and the
+    median of the paired differences (front door minus direct), which the engine's own variation mostly cancels."""
+    labels = ["direct", "front_door"]
+    plan = [(label, f"{targets[label][0]}/v1/completions", targets[label][2]) for label in labels]
+    processes = max(1, min(processes, concurrency))
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    jobs, first = [], 0
+    for share in shares:
+        jobs.append((plan, models, share, first, pairs))
+        first += share
+    with mp.get_context("fork").Pool(processes) as pool:
+        results = pool.map(_paired_process, jobs)
+    records = [r for recs, _, _ in results for r in recs]
+    by_pair: dict = {}
+    for r in records:
+        by_pair.setdefault(r["pair"], {})[r["path"]] = r
+    complete = [p for p in by_pair.values() if all(p.get(k, {}).get("ok") for k in labels)]
+    line = {"kind": "added_latency", "concurrency": concurrency, "mix": mix, "pairs": len(complete),
+            "failed": sum(not r["ok"] for r in records)}  # fmt: skip
+    for label in labels:
+        ttft = np.array([p[label]["ttft"] for p in complete]) * 1000
+        e2e = np.array([p[label]["e2e"] for p in complete]) * 1000
+        line[label] = {"ttft_p50_ms": round(float(np.percentile(ttft, 50)), 2),
+                       "ttft_p99_ms": round(float(np.percentile(ttft, 99)), 2),
+                       "e2e_p50_ms": round(float(np.percentile(e2e, 50)), 2)}  # fmt: skip
+    for key in ("ttft", "e2e"):
+        diff = np.array([p["front_door"][key] - p["direct"][key] for p in complete]) * 1000
+        line[f"added_{key}_p50_ms"] = round(float(np.percentile(diff, 50)), 2)
+        line[f"added_{key}_p90_ms"] = round(float(np.percentile(diff, 90)), 2)
+        line[f"added_{key}_mean_ms"] = round(float(diff.mean()), 2)
+    emit(out, {**line, **meta["tags"]})
+
+
+def vllm_counters(url: str, headers: dict) -> dict[str, float]:
+    """vLLM's own histograms' sums and counts (all label sets together): what the engine measured, from its
+    arrival of a request on, for the decomposition of a client's TTFT into engine time and time before it."""
+    wanted = ("vllm:time_to_first_token_seconds", "vllm:request_queue_time_seconds", "vllm:e2e_request_latency_seconds",
+              "vllm:inter_token_latency_seconds")  # fmt: skip
+    totals: dict[str, float] = {}
+    try:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    except httpx.HTTPError:
+        return totals
+    for line in text.splitlines():
+        for name in wanted:
+            for part in ("_sum", "_count"):
+                if line.startswith(name + part + "{") or line.startswith(name + part + " "):
+                    key = name.split(":", 1)[1] + part
+                    totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def engine_means(before: dict, after: dict) -> dict:
+    """Mean engine-side times (ms) of the requests between two :func:`vllm_counters` readings."""
+    means = {}
+    for name in ("time_to_first_token_seconds", "request_queue_time_seconds", "e2e_request_latency_seconds",
+                 "inter_token_latency_seconds"):  # fmt: skip
+        count = after.get(name + "_count", 0) - before.get(name + "_count", 0)
+        if count > 0:
+            total = after.get(name + "_sum", 0) - before.get(name + "_sum", 0)
+            means["vllm_" + name.replace("_seconds", "_mean_ms")] = round(total / count * 1000, 2)
+    return means
+
+
 def summarize(records: list, wall: float) -> dict:
     ok = [r for r in records if r["ok"]]
     if not ok:
@@ -166,6 +280,7 @@ def summarize(records: list, wall: float) -> dict:
         "seconds": round(end - begin, 3), "tok_s": round(tokens / (end - begin), 1),
         "req_s": round(len(ok) / (end - begin), 2),
         "ttft_p50_ms": round(float(np.percentile(ttft, 50)), 2), "ttft_p99_ms": round(float(np.percentile(ttft, 99)), 2),
+        "ttft_mean_ms": round(float(ttft.mean()), 2),
         "itl_p50_ms": round(float(np.percentile(itl, 50)), 3), "itl_p99_ms": round(float(np.percentile(itl, 99)), 3),
         "e2e_p50_ms": round(float(np.percentile([r["e2e"] * 1000 for r in ok], 50)), 1),
     }  # fmt: skip
@@ -259,11 +374,19 @@ def compare(out: Path, targets: dict[str, tuple[str, int | None, dict]], base: s
                 front = front_door_pids(pid, meta["vllm_pid"]) if pid else []
                 pids = [*front, *([meta["vllm_pid"]] if meta["vllm_pid"] else [])]  # vLLM's API server as well
                 before = {p: cpu_seconds(p) for p in pids}
+                engine_before = vllm_counters(meta["upstream"], meta["auth"])
                 records, client_cpu, wall = load(f"{url}/v1/completions", models, concurrency, per_worker, processes,
                                                  headers=headers)  # fmt: skip
                 used = {p: round((cpu_seconds(p) - before[p]) / wall, 3) for p in pids}
+                summary = summarize(records, wall)
+                engine = engine_means(engine_before, vllm_counters(meta["upstream"], meta["auth"]))
+                if "ttft_mean_ms" in summary and "vllm_time_to_first_token_mean_ms" in engine:
+                    # The client's first token less the engine's (from its arrival in vLLM): time spent before vLLM
+                    # had the request and after it sent the token (network, HTTP, the front door).
+                    engine["ttft_outside_engine_mean_ms"] = round(
+                        summary["ttft_mean_ms"] - engine["vllm_time_to_first_token_mean_ms"], 2)
                 emit(out, {"kind": "throughput", "path": label, "concurrency": concurrency, "mix": mix,
-                           **summarize(records, wall), "client_cpu": client_cpu,
+                           **summary, **engine, "client_cpu": client_cpu,
                            "front_door_cpu": round(sum(used[p] for p in front), 3) if pid else None,
                            "front_door_processes": len(front) or None,
                            "vllm_api_cpu": used.get(meta["vllm_pid"]), **meta["tags"]})  # fmt: skip
@@ -348,7 +471,9 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=8, help="load generator processes")
     parser.add_argument("--quick", action="store_true", help="fewer requests per case")
     parser.add_argument("--tag", action="append", default=[], help="KEY=VALUE added to every line")
-    parser.add_argument("--only", default="compare,hot_load,promotion,profile")
+    parser.add_argument("--only", default="latency,compare,hot_load,promotion,profile")
+    parser.add_argument("--latency-concurrency", default="1,8", help="concurrencies of the paired latency runs")
+    parser.add_argument("--pairs", type=int, default=100, help="paired requests per stream in the latency runs")
     parser.add_argument("--paths", default="direct,front_door,front_door_one_process", help="what to measure")
     parser.add_argument("--concurrency", default="64,256")
     parser.add_argument("--vllm-arg", action="append", default=[], help="a vLLM argument (--vllm-arg=--flag)")
@@ -390,20 +515,26 @@ def main() -> None:
         # The second front door: the same vLLM, the front door as one process (as before --workers); its own home.
         key = vllm_key(vllm_pid) if vllm_pid else None
         auth = {"Authorization": f"Bearer {key}"} if key else {}
+        meta.update(upstream=front["upstream_url"], auth=auth)
         attach_args = ["--base-model", str(args.base), "--vllm-url", front["upstream_url"], "--no-demo-adapter",
                        *(["--vllm-api-key", key] if key else [])]  # fmt: skip
-        single = Server(work / "home-single", 9101, [*attach_args, "--workers", "1"])
-        servers.append(single)
-        single_state = single.wait(300)
         targets = {
             "direct": (front["upstream_url"], None, auth),
             "front_door": (front["url"], front["pid"], {}),
-            "front_door_one_process": (single_state["url"], single_state["pid"], {}),
         }
+        if "front_door_one_process" in args.paths.split(","):
+            single = Server(work / "home-single", 9101, [*attach_args, "--workers", "1"])
+            servers.append(single)
+            single_state = single.wait(300)
+            targets["front_door_one_process"] = (single_state["url"], single_state["pid"], {})
         targets = {k: v for k, v in targets.items() if k in args.paths.split(",")}
         # Warm-up: every path, every model, a few requests (CUDA graphs, adapters in their slots, connections).
         for url, _, headers in targets.values():
             load(f"{url}/v1/completions", [base.name, *names], 64, 1, args.processes, headers=headers)
+        if "latency" in steps:
+            for concurrency in (int(c) for c in args.latency_concurrency.split(",")):
+                for mix, models in (("base", [base.name]), ("adapters8", names)):
+                    paired(args.out, targets, models, mix, concurrency, args.pairs, args.processes, meta)
         if "compare" in steps:
             compare(args.out, targets, base.name, names, args.processes, args.quick, meta,
                     tuple(int(c) for c in args.concurrency.split(",")))
