@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 _WATCH_S = 0.25
 """How often a waiting non-streaming request checks whether its client is still there."""
 _CLIENT_GONE = 499  # nginx's code for it: the client closed the connection before the answer
+_UPSTREAM_DOWN = (aiohttp.ClientError, TimeoutError)
+"""What a request to vLLM raises when vLLM is not there or stops answering (connection refused or reset)."""
 
 
 class ClientGone(Exception):
@@ -79,7 +82,11 @@ async def until_done(request: Request, work: Awaitable) -> object:
 
 
 class Relay:
-    """Sends inference requests on to vLLM and their answers back."""
+    """Sends inference requests on to vLLM and their answers back.
+
+    Inference goes through aiohttp (its HTTP parser is C; httpx's h11 parses every streamed chunk in Python, which
+    was the largest part of the front door's own time under load); ``http`` (httpx) serves the few utility calls.
+    """
 
     def __init__(self, upstream: str, api_key: str | None, routes: Routes, metrics: Metrics, base_name: str,
                  available: threading.Event) -> None:  # fmt: skip
@@ -87,6 +94,9 @@ class Relay:
             base_url=upstream, timeout=httpx.Timeout(600, connect=5),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=512),
         )  # fmt: skip
+        self.upstream = upstream.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
         self.headers = {"content-type": "application/json"}
         if api_key:
             self.headers["authorization"] = f"Bearer {api_key}"
@@ -101,6 +111,21 @@ class Relay:
 
     async def close(self) -> None:
         await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+
+    def _inference(self) -> aiohttp.ClientSession:
+        """The connection pool for inference, made in the serving event loop on first use: no limit on connections
+        (every request in flight holds one), a connect timeout, and none on a whole stream (only on each read)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop:  # one loop when served; tests may run several
+            self._session_loop = loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=600),
+                auto_decompress=False,
+            )  # fmt: skip
+        return self._session
 
     def known(self, alias: str) -> tuple[str, str]:
         """Labels of a request that failed before a version answered: kept for aliases and the base model; any
@@ -133,38 +158,43 @@ class Relay:
                 return refusal
         body["model"] = target.upstream
         content = json.dumps(body, ensure_ascii=False).encode()
-        outgoing = self.http.build_request("POST", route, content=content, headers=self.headers)
+        url = self.upstream + route
         started = time.perf_counter()
         if not fields.stream:
-            return await self._whole(request, outgoing, target, started)
+            return await self._whole(request, url, content, target, started)
         try:
-            upstream = await self.http.send(outgoing, stream=True)
+            upstream = await self._inference().post(url, data=content, headers=self.headers)
         except BaseException as exc:
             self.routes.release(target)
-            if not isinstance(exc, httpx.TransportError):
+            if not isinstance(exc, _UPSTREAM_DOWN):
                 raise
             self.metrics.account(self.known(model), 503, 0, 0, None)
             return errors.down()
-        if upstream.status_code != 200:
+        if upstream.status != 200:
+            answer: bytes | None = None
             try:
-                answer = await upstream.aread()
+                answer = await upstream.read()
+            except _UPSTREAM_DOWN:
+                pass  # vLLM went away while refusing: answered as vLLM being down
             finally:
                 self.routes.release(target)
-                await upstream.aclose()
-            self.metrics.account(self.known(model), upstream.status_code, 0, 0, None)
-            return Response(answer, upstream.status_code, media_type=upstream.headers.get("content-type"))
+                upstream.release()
+            self.metrics.account(self.known(model), upstream.status if answer is not None else 503, 0, 0, None)
+            if answer is None:
+                return errors.down()
+            return Response(answer, upstream.status, media_type=upstream.headers.get("content-type"))
         labels = (target.alias, target.version)
         return StreamingResponse(self._relay(upstream, target, labels, started, wants_usage),
                                  media_type="text/event-stream")  # fmt: skip
 
-    async def _whole(self, request: Request, outgoing: httpx.Request, target: Target, started: float) -> Response:
+    async def _whole(self, request: Request, url: str, content: bytes, target: Target, started: float) -> Response:
         labels = (target.alias, target.version)
         try:
-            status, answer, media_type = await until_done(request, self._fetch(outgoing))
+            status, answer, media_type = await until_done(request, self._fetch(url, content))
         except ClientGone:
             self.metrics.account(self.known(target.alias), _CLIENT_GONE, 0, 0, None)
             return Response(status_code=_CLIENT_GONE)
-        except httpx.TransportError:
+        except _UPSTREAM_DOWN:
             self.metrics.account(self.known(target.alias), 503, 0, 0, None)
             return errors.down()
         finally:
@@ -175,14 +205,12 @@ class Relay:
         self.metrics.account(labels, status, elapsed, elapsed, _usage(answer) if status == 200 else None)
         return Response(answer, status, media_type=media_type)
 
-    async def _fetch(self, outgoing: httpx.Request) -> tuple[int, bytes, str | None]:
-        upstream = await self.http.send(outgoing, stream=True)
-        try:
-            return upstream.status_code, await upstream.aread(), upstream.headers.get("content-type")
-        finally:
-            await upstream.aclose()
+    async def _fetch(self, url: str, content: bytes) -> tuple[int, bytes, str | None]:
+        # Cancelled (the client left), the connection is closed unread: vLLM then aborts the generation.
+        async with self._inference().post(url, data=content, headers=self.headers) as upstream:
+            return upstream.status, await upstream.read(), upstream.headers.get("content-type")
 
-    async def _relay(self, upstream: httpx.Response, target: Target, labels: tuple[str, str], started: float,
+    async def _relay(self, upstream: aiohttp.ClientResponse, target: Target, labels: tuple[str, str], started: float,
                      wants_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
         """The SSE events as vLLM sent them, less the usage-only chunk the client did not ask for. Each event is
         parsed only where it can matter: the first token's arrival and the usage."""
@@ -198,12 +226,12 @@ class Relay:
             nonlocal finished
             finished = True
             self.routes.release(target)
-            await upstream.aclose()
             end = time.perf_counter()
             self.metrics.account(labels, status, end - started, (first or end) - started, usage)
 
+        chunks = upstream.content.iter_any()
         try:
-            async for chunk in upstream.aiter_bytes():
+            async for chunk in chunks:
                 buffer += chunk
                 while b"\n\n" in buffer:
                     event, buffer = buffer.split(b"\n\n", 1)
@@ -211,6 +239,10 @@ class Relay:
                     if payload == b"[DONE]":
                         await finish()
                         yield event + b"\n\n"
+                        # The rest of the body is the end of its chunked encoding: read, the connection goes back to
+                        # the pool for the next request (closed unread, every stream would open a new one to vLLM).
+                        async for _ in chunks:
+                            pass
                         return
                     if payload and (first is None or b'"usage":{' in payload or b'"usage": {' in payload):
                         parsed = _object(payload)
@@ -223,7 +255,7 @@ class Relay:
                     yield event + b"\n\n"
             if buffer:
                 yield buffer
-        except httpx.TransportError:
+        except _UPSTREAM_DOWN:
             # vLLM died mid-stream: the client gets an error event it can read, not a cut-off body.
             status = 502
             yield _error_event("The model server stopped while answering; retry shortly.", "upstream_closed")
@@ -233,6 +265,10 @@ class Relay:
         finally:
             if not finished:
                 await finish()
+            if upstream.content.at_eof():
+                upstream.release()  # a whole body read: the connection goes back to the pool
+            else:
+                upstream.close()  # cut short (the client left): closed, and vLLM aborts the generation
 
 
 def _object(payload: bytes) -> dict:
