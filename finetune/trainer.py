@@ -157,6 +157,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     last = check_run_folder(out, resume)
     world = World.this()
     import torch
+    from transformers import set_seed
 
     if torch.cuda.is_available():
         # Before anything touches CUDA: each process's context, weights and checks on its own GPU, not GPU 0.
@@ -169,6 +170,9 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     logger.info("%s", choices.describe())
     logger.info("%s", global_batch(config.training.batch_size, config.training.grad_accum, world.size)[1])
     template = chat_template_for(config, base)
+    # Seeded before the LoRA weights are made (the Trainer seeds only after): the same seed, the same start, run
+    # after run and whatever the number of processes.
+    set_seed(config.training.seed)
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
     logger.info("Data: %s", data_report)
