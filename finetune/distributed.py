@@ -1,6 +1,7 @@
 """Training on several GPUs, or several machines: one process per GPU under torchrun, never a launcher of our own.
 
-``lorastack train CONFIG --gpus N`` starts ``python -m torch.distributed.run`` (torchrun) with the same command
+``lorastack train CONFIG --gpus N`` starts torchrun (``torch.distributed.run``'s own main, through
+``lorastack.finetune.torchrun``, which only turns a Ctrl-C's traceback into an exit status) with the same command
 line; each process torchrun starts runs ``lorastack train`` again, finds itself inside a launcher
 (:meth:`World.this`) and trains its share. Run ``torchrun ... -m lorastack.cli train CONFIG`` (or
 ``accelerate launch``) yourself and the same code runs. transformers' Trainer and accelerate do the distributed
@@ -125,7 +126,7 @@ def _nnodes_valid(value: str) -> bool:
 
 def torchrun_command(launch: Launch, cli_arguments: list[str]) -> list[str]:
     """The command that runs ``lorastack <cli_arguments>`` once per process under torchrun."""
-    return [sys.executable, "-m", "torch.distributed.run", *launch.torchrun_args(), "-m", "lorastack.cli",
+    return [sys.executable, "-m", "lorastack.finetune.torchrun", *launch.torchrun_args(), "-m", "lorastack.cli",
             *cli_arguments]  # fmt: skip
 
 
@@ -158,7 +159,9 @@ def run_torchrun(command: list[str]) -> tuple[int, bool]:
     if terminated:  # end as a one-process run ends on SIGTERM, once torchrun has stopped its processes
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
-    return status, False
+    # A SIGINT that reached torchrun and not this process (sent to the process group by a job runner): the same end
+    # as Ctrl-C here.
+    return status, status == INTERRUPTED_STATUS
 
 
 INTERRUPTED_STATUS = 130

@@ -119,3 +119,25 @@ def test_gpus_2_killed_then_resumed(tmp_path: Path) -> None:
     assert card["metrics"]["steps"] == 10 and card["metrics"]["processes"] == 2
     assert (out / "checkpoints" / "checkpoint-10").is_dir()
 
+
+def test_gpus_2_interrupted_ends_in_one_line_with_the_resume_command(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) during `lorastack train --gpus 2`: exit
+    status 130, the command that resumes, and no traceback from torchrun or the training processes."""
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "lorastack.cli", "train", *TINY, "training.batch_size=1", "training.max_steps=40",
+            "training.save_steps=2", f"output_dir={out}", "--gpus", "2"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    log = tmp_path / "train.log"
+    with log.open("w") as sink:
+        run = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
+            assert run.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(run.pid, signal.SIGINT)
+        status = run.wait(timeout=120)
+    said = log.read_text()
+    assert status == 130, said[-3000:]
+    assert "Traceback" not in said, said[-3000:]
+    assert "--resume" in said.splitlines()[-1]  # the last line says how to go on
+    assert not (out / "adapter").exists()

@@ -28,7 +28,7 @@ def _config(one_chat: Path, *extra: str):
 def test_one_machine_runs_torchrun_standalone_with_the_same_command() -> None:
     launch = Launch(gpus=2)
     command = torchrun_command(launch, ["train", "recipe.yaml", "lora.r=8", *launch.flags()])
-    assert command[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+    assert command[1:] == ["-m", "lorastack.finetune.torchrun", "--standalone", "--nproc-per-node", "2", "-m",
                            "lorastack.cli", "train", "recipe.yaml", "lora.r=8", "--gpus", "2"]  # fmt: skip
     assert launch.needs_launcher and not Launch().needs_launcher and Launch().flags() == []
 
