@@ -29,11 +29,10 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
 
         def uses_chunked_loss(self) -> bool:
             """Whether losses are computed in chunks: asked for, a model :func:`split_head` accepts, one device
-            per process (not DataParallel) and no FSDP (its head is gathered by its own forward), no label
-            smoothing or custom loss. Under DDP the chunked loss runs as the wrapper's forward (:meth:`_chunked_loss`)."""
+            per process (not DataParallel), no label smoothing or custom loss. Under DDP and FSDP the chunked loss
+            runs as the model's forward (:meth:`_chunked_loss`)."""
             return (
                 chunked_loss
-                and not self.is_fsdp_enabled
                 and self.args.n_gpu <= 1
                 and self.label_smoother is None
                 and self.compute_loss_func is None
@@ -108,9 +107,11 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
                     return chunked_cross_entropy(hidden, head.weight, labels, num_items)
 
             features = {k: v for k, v in inputs.items() if k != "labels"}
-            if inner is model:
+            if inner is model and not self.is_fsdp_enabled:
                 return loss_forward(**features)
-            # DDP: called through the wrapper, which readies the gradients' all-reduce for this backward.
+            # Called as the model: DDP's wrapper readies the gradients' all-reduce for this backward; FSDP's hooks on
+            # the root module gather its own weights (embeddings, final norm, lm_head) for the forward and again for
+            # the backward, where each chunk's logits are recomputed.
             with forward_replaced(inner, loss_forward):
                 return model(**features)
 

@@ -38,8 +38,7 @@ def run_shape(config: TrainConfig, choices: RunChoices, model_type: str = "") ->
         # Unsloth's offloading is part of its own shape (estimate_memory's unsloth branch), not this switch.
         offload_activations=choices.offload_activations and choices.backend != "unsloth",
         fp32_unquantized=choices.upcasts_unquantized,
-        # Under FSDP the head is gathered by its own forward: the model computes the loss (lorastack.finetune.hf_trainer).
-        chunked_loss=choices.chunked_loss and choices.distributed != "fsdp" and model_type in PLAIN_CAUSAL_LMS,
+        chunked_loss=choices.chunked_loss and model_type in PLAIN_CAUSAL_LMS,
         processes=choices.processes,
         distributed=choices.distributed,
     )
