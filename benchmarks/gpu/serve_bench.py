@@ -130,6 +130,19 @@ async def _paired_worker(session, targets: list[tuple[str, str, dict]], models: 
             out.append(record)
 
 
+def _timed(run) -> tuple[list, float, float]:
+    """``run()``'s records on uvloop (where installed), with the process's CPU seconds and the wall seconds."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    wall, cpu = time.perf_counter(), time.process_time()
+    records = asyncio.run(run())
+    return records, time.process_time() - cpu, time.perf_counter() - wall
+
+
 def _client_process(args: tuple) -> tuple[list, float, float]:
     url, models, first, workers_total, concurrency, per_worker, seed, stop_at, headers = args
 
@@ -147,15 +160,7 @@ def _client_process(args: tuple) -> tuple[list, float, float]:
             ))  # fmt: skip
         return out
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    wall, cpu = time.perf_counter(), time.process_time()
-    records = asyncio.run(run())
-    return records, time.process_time() - cpu, time.perf_counter() - wall
+    return _timed(run)
 
 
 def load(url: str, models: list[str], concurrency: int, per_worker: int, processes: int, seed: int = 0,
@@ -188,15 +193,7 @@ def _paired_process(args: tuple) -> tuple[list, float, float]:
                                    for w in range(streams)))  # fmt: skip
         return out
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    wall, cpu = time.perf_counter(), time.process_time()
-    records = asyncio.run(run())
-    return records, time.process_time() - cpu, time.perf_counter() - wall
+    return _timed(run)
 
 
 def paired(out: Path, targets: dict[str, tuple[str, int | None, dict]], models: list[str], mix: str,
