@@ -123,7 +123,7 @@ class Relay:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
                 timeout=aiohttp.ClientTimeout(total=None, connect=5, sock_read=600),
-                auto_decompress=False,
+                skip_auto_headers=("Accept-Encoding",),  # vLLM's bytes as they are, never compressed for the relay
             )  # fmt: skip
         return self._session
 

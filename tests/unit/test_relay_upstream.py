@@ -30,6 +30,7 @@ class StandIn:
 
     def __init__(self) -> None:
         self.peers: list[int] = []
+        self.encodings: list[bytes | None] = []
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -47,6 +48,7 @@ class StandIn:
             if not message.get("more_body"):
                 break
         self.peers.append(scope["client"][1])
+        self.encodings.append(dict(scope["headers"]).get(b"accept-encoding"))
         request = json.loads(body)
         model = request["model"].encode()
         if not request.get("stream"):
@@ -111,6 +113,7 @@ def test_streams_and_whole_answers_reuse_one_connection_to_the_engine(client, ba
     assert whole.status_code == 200 and whole.json()["choices"][0]["text"] == " hi hi hi"
     assert len(upstream.peers) == 6
     assert len(set(upstream.peers)) == 1, upstream.peers  # one kept connection, not a new one per request
+    assert upstream.encodings == [None] * 6  # no compression asked for: vLLM's bytes pass as they are
 
 
 def test_an_engine_that_dies_mid_stream_ends_it_with_an_error_event(client, base_model, upstream) -> None:
