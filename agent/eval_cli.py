@@ -58,6 +58,10 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full report (every item) here."),
     chart: Optional[Path] = typer.Option(None, help="Write a PNG bar chart of accuracy per kind here."),
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N items of each file."),
+    concurrency: int = typer.Option(
+        1, min=1, max=64, help="Items asked at once: the server batches them (faster on a GPU; answers can differ "
+        "slightly from one at a time, as batched arithmetic does)."
+    ),
 ) -> None:
     """Run the agent over an eval set and report accuracy (overall, per kind), tool-call validity and latency."""
     from lorastack.agent.eval_run import run_eval
@@ -70,7 +74,7 @@ def eval_command(
         raise LorastackError("--corpus builds its own local index.", "Drop --index / --search web, or --corpus.")
     items = [item for path in eval_files for item in load_items(path, limit)]
     models = [None, compare] if compare else [None]
-    reports = run_eval(items, config, models, corpus, on_result=_tick(len(items)))
+    reports = run_eval(items, config, models, corpus, on_result=_tick(len(items)), concurrency=concurrency)
     console.print(_table(reports))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

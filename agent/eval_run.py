@@ -50,9 +50,10 @@ def run_eval(
     corpus: Path | None = None,
     *,
     on_result: Callable[[str, int, ItemResult], None] | None = None,
+    concurrency: int = 1,
 ) -> list[EvalReport]:
-    """One report per entry of ``models`` (None: the model ``config`` selects), on the same items.
-    ``on_result(model, done, result)`` is called after each item."""
+    """One report per entry of ``models`` (None: the model ``config`` selects), on the same items, ``concurrency``
+    items at a time. ``on_result(model, done, result)`` is called after each item, in the items' order."""
     from lorastack.agent.session import build_tools, open_endpoint  # LangChain loads only when the agent runs
 
     with ExitStack() as stack:
@@ -63,7 +64,7 @@ def run_eval(
         reports = []
         for model in models:
             target = endpoint if model is None else replace(endpoint, model=model)
-            reports.append(_evaluate_at(items, target, config, tools, on_result))
+            reports.append(_evaluate_at(items, target, config, tools, on_result, concurrency))
         return reports
 
 
@@ -91,6 +92,7 @@ def _evaluate_at(
     config: AgentConfig,
     tools: Sequence[BaseTool],
     on_result: Callable[[str, int, ItemResult], None] | None = None,
+    concurrency: int = 1,
 ) -> EvalReport:
     from langchain_core.messages import AIMessage, HumanMessage  # LangChain loads only when the agent runs
 
@@ -108,7 +110,8 @@ def _evaluate_at(
         turns = [HumanMessage(t["content"]) if t["role"] == "user" else AIMessage(t["content"]) for t in history]
         return ask(question, target, config, tools, history=turns)
 
-    return evaluate(items, run_one, model=target.model, on_result=progress, call_one=function_caller(target, config))
+    return evaluate(items, run_one, model=target.model, on_result=progress, call_one=function_caller(target, config),
+                    concurrency=concurrency)  # fmt: skip
 
 
 def function_caller(target: AgentEndpoint, config: AgentConfig) -> Callable[[EvalItem], CallResult]:

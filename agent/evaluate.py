@@ -19,6 +19,7 @@ import re
 import statistics
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,32 +287,50 @@ def evaluate(
     model: str = "model",
     on_result: Callable[[ItemResult], None] | None = None,
     call_one: Callable[[EvalItem], CallResult] | None = None,
+    concurrency: int = 1,
 ) -> EvalReport:
     """Ask every item's question through ``run_one`` (``run_one(question)``, or ``run_one(question, history)``
     for a multi-turn item) and score the answers; function-calling items go to ``call_one``.
 
-    An item whose run stopped at a limit is wrong whatever its text says (the stop message has numbers).
-    A :class:`LorastackError` (no such model, server unreachable) ends the evaluation, since every other
-    item would fail the same way; any other exception marks that one item wrong and the run goes on.
+    ``concurrency`` items are asked at once (threads; the server batches them); results and ``on_result`` calls
+    keep the items' order. An item whose run stopped at a limit is wrong whatever its text says (the stop message
+    has numbers). A :class:`LorastackError` (no such model, server unreachable) ends the evaluation, since every
+    other item would fail the same way; any other exception marks that one item wrong and the run goes on.
     """
-    report = EvalReport(model)
-    for item in items:
-        if item.calls_functions and call_one is None:
-            raise LorastackError(f"{item.question!r} offers its own functions, and this evaluation cannot call them.")
+    items = list(items)
+    if call_one is None and (offered := next((i for i in items if i.calls_functions), None)) is not None:
+        raise LorastackError(f"{offered.question!r} offers its own functions, and this evaluation cannot call them.")
+
+    def one(item: EvalItem) -> ItemResult:
         try:
             if item.calls_functions:
-                outcome = _called(item, call_one(item))  # type: ignore[misc]  # checked above
-            else:
-                outcome = _answered(item, run_one(item.question, item.history) if item.history
-                                    else run_one(item.question))  # fmt: skip
+                return _called(item, call_one(item))  # type: ignore[misc]  # checked above
+            return _answered(item, run_one(item.question, item.history) if item.history else run_one(item.question))
         except LorastackError:
             raise
         except Exception as exc:  # one flaky request should not sink a long evaluation
             logger.warning("%s failed on %r: %s", model, item.question, exc)
-            outcome = ItemResult(item, "", False, [], 0, 0.0, error=f"{type(exc).__name__}: {exc}")
+            return ItemResult(item, "", False, [], 0, 0.0, error=f"{type(exc).__name__}: {exc}")
+
+    report = EvalReport(model)
+
+    def record(outcome: ItemResult) -> None:
         report.results.append(outcome)
         if on_result:
             on_result(outcome)
+
+    if concurrency <= 1:
+        for item in items:
+            record(one(item))
+        return report
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="eval") as pool:
+        futures = [pool.submit(one, item) for item in items]
+        try:
+            for future in futures:
+                record(future.result())
+        finally:
+            for future in futures:
+                future.cancel()  # after an error: the items not started yet are not asked
     return report
 
 

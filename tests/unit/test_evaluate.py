@@ -153,6 +153,39 @@ def test_a_failing_run_marks_one_item_wrong_but_a_lorastack_error_stops() -> Non
         evaluate(ITEMS, broken)
 
 
+def test_items_asked_at_once_keep_their_order_and_a_lorastack_error_still_stops() -> None:
+    import threading
+    import time
+
+    active, most, lock = 0, 0, threading.Lock()
+
+    def slow(question: str) -> AgentResult:
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.05 * (4 - ITEMS.index(next(i for i in ITEMS if i.question == question))))  # first is slowest
+        with lock:
+            active -= 1
+        return run_scripted(question)
+
+    seen: list = []
+    report = evaluate(ITEMS, slow, on_result=seen.append, concurrency=4)
+    assert most > 1  # asked at once
+    assert [r.item for r in report.results] == [r.item for r in seen] == ITEMS  # yet reported in order
+    assert [r.correct for r in report.results] == [True, False, True, False]  # the same as one at a time
+
+    asked: list[str] = []
+
+    def broken(question: str) -> AgentResult:
+        asked.append(question)
+        raise LorastackError("The endpoint has no model 'x'.")
+
+    with pytest.raises(LorastackError, match="no model"):
+        evaluate(ITEMS * 20, broken, concurrency=2)
+    assert len(asked) < len(ITEMS) * 20  # the items not started were not asked
+
+
 def test_json_report_shape() -> None:
     report = evaluate(ITEMS, run_scripted, model="scripted")
 
@@ -314,7 +347,7 @@ def test_eval_command_compares_two_models(tmp_path: Path, monkeypatch: pytest.Mo
 
     result = CliRunner().invoke(app, [
         "eval", str(path), "--model", "tuned", "--compare", "base", "--corpus", str(corpus),
-        "--json", str(tmp_path / "report.json"), "--chart", str(tmp_path / "chart.png"),
+        "--json", str(tmp_path / "report.json"), "--chart", str(tmp_path / "chart.png"), "--concurrency", "2",
     ])  # fmt: skip
 
     assert result.exit_code == 0, result.output

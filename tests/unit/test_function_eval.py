@@ -170,7 +170,7 @@ def test_eval_command_runs_several_files_as_one_set(tmp_path: Path, monkeypatch:
 
     asked: list[str] = []
 
-    def fake_run_eval(items, config, models, corpus, on_result=None):
+    def fake_run_eval(items, config, models, corpus, on_result=None, concurrency=1):
         asked.extend(i.question for i in items)
         return [EvalReport(m or "default") for m in models]
 
