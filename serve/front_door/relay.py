@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 _WATCH_S = 0.25
 """How often a waiting non-streaming request checks whether its client is still there."""
 _CLIENT_GONE = 499  # nginx's code for it: the client closed the connection before the answer
+_DRAIN_S = 1.0
+"""How long the end of a stream's body may take to arrive after its [DONE] (vLLM sends both at once)."""
 _UPSTREAM_DOWN = (aiohttp.ClientError, TimeoutError)
 """What a request to vLLM raises when vLLM is not there or stops answering (connection refused or reset)."""
 
@@ -241,7 +243,12 @@ class Relay:
                         yield event + b"\n\n"
                         # The rest of the body is the end of its chunked encoding: read, the connection goes back to
                         # the pool for the next request (closed unread, every stream would open a new one to vLLM).
-                        async for _ in chunks:
+                        # Bounded: an upstream that lingers after [DONE] gets its connection closed instead.
+                        try:
+                            async with asyncio.timeout(_DRAIN_S):
+                                async for _ in chunks:
+                                    pass
+                        except _UPSTREAM_DOWN:
                             pass
                         return
                     if payload and (first is None or b'"usage":{' in payload or b'"usage": {' in payload):

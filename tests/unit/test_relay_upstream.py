@@ -26,7 +26,8 @@ USAGE = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":2,"completion_to
 
 class StandIn:
     """A stand-in for vLLM's inference routes on a free port: streams 3 chunks, the usage and [DONE]; a prompt of
-    "die" makes it drop the connection after the first chunk. ``peers`` records each request's client port."""
+    "die" makes it drop the connection after the first chunk, "linger" end the body 5 s after [DONE]. ``peers``
+    records each request's client port."""
 
     def __init__(self) -> None:
         self.peers: list[int] = []
@@ -64,6 +65,11 @@ class StandIn:
             if request.get("prompt") == "die":
                 await asyncio.sleep(0.05)
                 raise RuntimeError("the stand-in engine dies mid-stream")
+        if request.get("prompt") == "linger":  # [DONE], then the body's end only much later
+            await send({"type": "http.response.body", "body": USAGE + b"data: [DONE]\n\n", "more_body": True})
+            await asyncio.sleep(5)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         await send({"type": "http.response.body", "body": USAGE + b"data: [DONE]\n\n", "more_body": False})
 
     def __enter__(self) -> StandIn:
@@ -122,3 +128,10 @@ def test_an_engine_that_dies_mid_stream_ends_it_with_an_error_event(client, base
     error = json.loads(events[-1][len(b"data: "):])["error"]
     assert error["code"] == "upstream_closed" and "retry" in error["message"]
     assert _stream(client, base_model)[-1] == b"data: [DONE]"  # the next request gets a new connection and works
+
+
+def test_an_engine_that_lingers_after_done_does_not_hold_the_client(client, base_model, upstream) -> None:
+    started = time.monotonic()
+    assert _stream(client, base_model, prompt="linger")[-1] == b"data: [DONE]"
+    assert time.monotonic() - started < 4  # the relay waits about a second for the body's end, not 5
+    assert _stream(client, base_model)[-1] == b"data: [DONE]"  # that connection was closed; a new one serves
