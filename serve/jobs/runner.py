@@ -167,8 +167,10 @@ class JobRunner:
         folder = self.folder / job_id
         run = folder / "run"
         interrupted = job["status"] == "running"
-        if not self.store.update_job(job_id, ("queued", "running"), status="running",
-                                     started_at=job["started_at"] or int(time.time())):  # fmt: skip
+        with self.lock:  # not while a job's creation is being answered (JobService.create)
+            started = self.store.update_job(job_id, ("queued", "running"), status="running",
+                                            started_at=job["started_at"] or int(time.time()))  # fmt: skip
+        if not started:
             return  # cancelled meanwhile
         for partial in cut_off(run / "checkpoints"):
             shutil.rmtree(partial, ignore_errors=True)

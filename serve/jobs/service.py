@@ -48,7 +48,7 @@ class FineTuning:
         for job_id in self.store.job_ids("validating_files"):  # a server stopped while creating it: check again
             data = self.store.file(self.store.job(job_id)["training_file"])
             self._validated(job_id, data)
-        self.runner.start()
+        self.runner.start()  # it looks for queued jobs as it starts
 
     def stop(self) -> None:
         self.runner.stop()
@@ -78,8 +78,12 @@ class FineTuning:
         self.store.add_job(row)
         also = f" and validation file: {validation['id']}" if validation else ""
         self.store.add_event(job_id, f"Validating training file: {data['id']}{also}")
-        self._validated(job_id, data)
-        return self.store.job(job_id)
+        with self.runner.lock:  # the worker starts a queued job under this lock: the answer shows it as created
+            queued = self._validated(job_id, data)
+            job = self.store.job(job_id)
+        if queued:
+            self.runner.wake.set()
+        return job
 
     def _data_file(self, file_id: str, param: str) -> dict[str, Any]:
         """An uploaded training data file (``param`` names the field that gave it); NotFound (a 404) if unknown."""
@@ -89,15 +93,16 @@ class FineTuning:
                                  "Upload training data with purpose='fine-tune'.", param)  # fmt: skip
         return data
 
-    def _validated(self, job_id: str, data: dict[str, Any]) -> None:
-        """Queue the job, or fail it with the file's own check (the file:line of its first bad row)."""
+    def _validated(self, job_id: str, data: dict[str, Any]) -> bool:
+        """Queue the job (True: the worker is to be woken), or fail it with the file's own check (the file:line of
+        its first bad row)."""
         if data["status"] == "error":
             message = f"Invalid training file {data['id']} ({data['filename']}): {data['status_details']}"
             self.runner.fail(job_id, "invalid_training_file", message, "training_file")
-            return
+            return False
         self.store.update_job(job_id, ("validating_files",), status="queued")
         self.store.add_event(job_id, "Files validated, moving job to queued state.")
-        self.runner.wake.set()
+        return True
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         with self.runner.lock:

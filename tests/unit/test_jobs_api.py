@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import openai
@@ -134,6 +135,24 @@ def test_job_create_validates_and_queues(door: FrontDoor) -> None:
     assert cancelled.status == "cancelled" and door.jobs.store.next_job() is None
     with pytest.raises(openai.ConflictError):
         client.fine_tuning.jobs.cancel(job.id)
+
+
+def test_a_job_is_answered_as_created_even_when_the_worker_starts_it_at_once(door: FrontDoor) -> None:
+    store = door.jobs.store
+
+    class EagerWorker(threading.Event):
+        """A worker that starts every queued job the moment it is woken (as a fast one can)."""
+
+        def set(self) -> None:
+            for job_id in store.job_ids("queued"):
+                store.update_job(job_id, ("queued",), status="running")
+            super().set()
+
+    door.jobs.runner.wake = EagerWorker()
+    client = _client(door)
+    job = client.fine_tuning.jobs.create(model=door.base_name, training_file=_upload(client, DATA.read_bytes()).id)
+    assert job.status == "queued"  # what creating it did; the worker's start comes after
+    assert client.fine_tuning.jobs.retrieve(job.id).status == "running"
 
 
 def test_job_with_a_validation_file_is_recorded_and_trains_with_it(door: FrontDoor, base_model, tmp_path) -> None:
