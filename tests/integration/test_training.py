@@ -135,12 +135,13 @@ def test_interrupt_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> 
     """Ctrl-C (SIGINT) ends with exit 130 and the command to resume, no traceback; a run piped to a file shows a
     progress line per logging step and no raw dicts; --resume continues from the checkpoint."""
     out = tmp_path / "run"
-    # 20 steps: the interrupt comes after checkpoint-2 with 18 to go (with 6, a fast machine finished the other 4
-    # before the signal landed, and the run ended with 0).
-    args = [sys.executable, "-m", "lorastack.cli", "train", *TINY, f"output_dir={out}", "training.max_steps=20",
+    args = [sys.executable, "-m", "lorastack.cli", "train", *TINY, f"output_dir={out}", "training.max_steps=6",
             "training.save_steps=2"]  # fmt: skip
     log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, COLUMNS="200"))
+    # SIGINT as a terminal's Ctrl-C: its default action restored in the child, which would otherwise inherit an
+    # "ignore" from a test run started in the background (there the run ignored the signal and ended with 0).
+    first = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, COLUMNS="200"),
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     deadline = time.monotonic() + 300
     while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
         assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-2000:]
@@ -152,16 +153,16 @@ def test_interrupt_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> 
     first_log = (tmp_path / "first.log").read_text()
     assert "Traceback" not in first_log and "{'loss'" not in first_log, first_log[-2000:]
     assert first_log.strip().splitlines()[-1].endswith(" training.save_steps=2 --resume"), first_log[-2000:]
-    assert "Continue with: lorastack train " in first_log and "step 2/20  loss " in first_log
+    assert "Continue with: lorastack train " in first_log and "step 2/6  loss " in first_log
 
     again = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600,
                            env=dict(os.environ, COLUMNS="200"))  # fmt: skip
 
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Resuming from checkpoint-" in again.stderr  # progress lines go to stderr (lorastack.report)
-    assert "step 20/20  loss " in again.stderr and "{'" not in again.stdout + again.stderr
+    assert "step 6/6  loss " in again.stderr and "{'" not in again.stdout + again.stderr
     card = json.loads((out / "adapter" / "training_card.json").read_text())
-    assert card["metrics"]["steps"] == 20
+    assert card["metrics"]["steps"] == 6
 
 
 def test_every_shipped_recipe_loads() -> None:
