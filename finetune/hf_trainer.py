@@ -120,9 +120,14 @@ def trainer_class(counter: TokenCounter, chunked_loss: bool) -> type:
 
 @contextmanager
 def forward_replaced(module: Any, forward: Any) -> Iterator[None]:
-    """``module``'s forward is ``forward`` for a while: a wrapper (DDP) that calls ``module`` runs it."""
+    """``module``'s forward is ``forward`` for a while: a wrapper (DDP) or FSDP's hooks that call ``module`` run it.
+    A forward set on the instance before (accelerate's autocast wrapper under mixed precision) is put back after."""
+    previous = module.__dict__.get("forward")
     module.forward = forward  # an instance attribute, found before the class's forward
     try:
         yield
     finally:
-        del module.forward
+        if previous is None:
+            del module.forward
+        else:
+            module.forward = previous

@@ -114,3 +114,22 @@ def test_trainer_loss_matches_the_models_own(lora_model, tmp_path, monkeypatch, 
     assert len(full_grads) == 30 * 2 * 2
     # float32 sums in another order: each tensor within 1e-5 of its largest value (a wrong loss is off by ~1e-1).
     assert all((a - b).abs().max() <= 1e-5 * b.abs().max() for a, b in zip(full_grads, chunk_grads))
+
+
+def test_a_replaced_forward_puts_back_what_the_instance_had() -> None:
+    """accelerate sets an autocast-wrapped forward on the model instance under mixed precision: the chunked loss
+    replaces it for one call and must put it back, not leave the class's plain forward."""
+    import torch
+
+    from lorastack.finetune.hf_trainer import forward_replaced
+
+    module = torch.nn.Linear(2, 2)
+    wrapped = lambda x: "wrapped"  # noqa: E731 - stands for accelerate's instance-level forward
+    module.forward = wrapped
+    with forward_replaced(module, lambda x: "chunked"):
+        assert module(torch.zeros(2)) == "chunked"
+    assert module.forward is wrapped
+    plain = torch.nn.Linear(2, 2)
+    with forward_replaced(plain, lambda x: "chunked"):
+        assert plain(torch.zeros(2)) == "chunked"
+    assert "forward" not in plain.__dict__ and plain(torch.zeros(2)).shape == (2,)
