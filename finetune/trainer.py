@@ -28,6 +28,7 @@ from lorastack.finetune.distributed import World, decoder_layer_classes, fsdp_ar
 from lorastack.finetune.distributed import total_over_ranks, with_strategy
 from lorastack.finetune.hf_trainer import trainer_class
 from lorastack.finetune.measure import PeakMemory, TokenCounter, plot_loss_curve
+from lorastack.finetune.profile import profiler_from_env
 from lorastack.errors import LorastackError
 from lorastack.models import BaseModel, resolve_base_model
 
@@ -189,7 +190,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator,
-        callbacks=[counter, PeakMemory(), *callbacks],
+        callbacks=[counter, PeakMemory(), *profiler_from_env(), *callbacks],
     )
     if trainer.uses_chunked_loss():
         logger.info("Loss: from the last hidden state in chunks (no full logits held)")

@@ -108,10 +108,14 @@ def run_one(spec: str, args: argparse.Namespace, data: Path, log_dir: Path, extr
     overrides += extra
     command = [sys.executable, "-m", "lorastack.cli", "train", *overrides, *(["--gpus", "2"] if gpus == 2 else [])]
     log = log_dir / f"{spec.replace('/', '-')}{'-' + '-'.join(extra) if extra else ''}.log"
+    env = dict(os.environ)
+    if args.profile:  # steps 6-8 profiled on every process (finetune/profile.py): slower, the tables are the point
+        env["LORASTACK_PROFILE"] = str(args.out / "profiles" / log.stem)
     started = time.perf_counter()
     with log.open("w") as fh:
         try:
-            status = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, timeout=args.run_timeout).returncode
+            status = subprocess.run(command, stdout=fh, stderr=subprocess.STDOUT, timeout=args.run_timeout,
+                                    env=env).returncode  # fmt: skip
         except subprocess.TimeoutExpired:
             status = "timeout"
     line["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -141,6 +145,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--budget", type=float, default=380, help="seconds after which no further run starts")
     parser.add_argument("--run-timeout", type=float, default=150)
+    parser.add_argument("--profile", action="store_true",
+                        help="profile steps 6-8 of each run on every process: OUT/profiles/RUN/profile-rankR.txt "
+                        "(those runs' tokens/s are not their speed)")  # fmt: skip
     parser.add_argument("--work", default="/tmp/lorastack-multi", help="run folders (deleted after each run)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

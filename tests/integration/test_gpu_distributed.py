@@ -36,8 +36,8 @@ TEMPLATE = Path(lorastack.__file__).parent / "templates" / "chatml_tools.jinja"
 def _run(small_llama: Path, out: Path, quantization: str, *extra: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "lorastack.cli", "train", f"base_model={small_llama}", f"data.path={DATA}",
             f"data.chat_template={TEMPLATE}", "data.max_length=256", "data.eval_fraction=0", "backend=peft",
-            f"quantization={quantization}", "training.max_steps=4", "training.save_steps=2", "training.logging_steps=1", f"output_dir={out}",
-            *extra]  # fmt: skip
+            f"quantization={quantization}", "training.max_steps=4", "training.save_steps=2", "training.logging_steps=1",
+            f"output_dir={out}", *extra]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
