@@ -7,6 +7,9 @@ walked by an evaluator that handles a handful of node types. Nothing is compiled
 Exact values are ``int`` and ``Fraction``; only irrational functions (sqrt of a non-square, log, sin ...)
 fall back to ``float``. Every intermediate result is size-checked, powers and factorials before they are
 computed, and a wall-clock deadline is checked at every node.
+
+Numbers may carry thousands separators where a comma cannot separate function arguments (``12,500 * 3`` is
+37500; ``max(1,250)`` is still max(1, 250)): models copy numbers as the question wrote them.
 """
 
 from __future__ import annotations
@@ -187,10 +190,56 @@ _CHAR_HINTS = {
     "!": "write factorial(5), not 5!",
     **dict.fromkeys("=<>", "comparisons and assignments are not supported; send only the expression"),
 }
-_COMMA_HINT = (
-    "Commas only separate function arguments, as in max(1, 2). Do not use thousands separators or decimal "
-    "commas: write 1234567.5, not 1,234,567.5 (1_234_567 also works)."
-)
+_COMMA_HINT = "Commas only separate function arguments, as in max(1, 2), and group thousands, as in 12,500."
+_GROUP = re.compile(r"[0-9]{3}(?:\.[0-9]+)?")
+"""What may follow a thousands separator: three digits, then perhaps a decimal part (``12,500.75``)."""
+
+
+def _comma_error(before: str, after: str, position: int) -> CalculatorError:
+    """The error for a comma that separates neither arguments nor thousands, with the fix where one is clear."""
+    before = before.replace(",", "")
+    if before.isdigit() and after.isdigit():
+        if len(after) != 3 or before.startswith("0"):  # 1,5 or 0,250: a decimal comma
+            return CalculatorError(f"{_COMMA_HINT} For a decimal write {before}.{after}, not {before},{after}.")
+        return CalculatorError(f"{_COMMA_HINT} For one number write {before}{after}.")
+    return CalculatorError(f"{_COMMA_HINT} The comma at position {position + 1} is neither.")
+
+
+def _group_thousands(tokens: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Join numbers written with thousands separators (``12,500`` → ``12500``) where a comma cannot separate
+    function arguments: outside the parentheses of a call. The digits touch each comma, the first group has 1-3
+    digits and no leading zero, every later group exactly three (``1,25`` and ``0,5`` are decimal commas: refused)."""
+    out: list[tuple[str, str, int]] = []
+    calls: list[bool] = []  # for each open parenthesis: does it hold a function's arguments?
+    i = 0
+    while i < len(tokens):
+        kind, tok, pos = tokens[i]
+        if tok == "(":
+            calls.append(bool(out) and out[-1][0] == "name")
+        elif tok == ")" and calls:
+            calls.pop()
+        elif tok == "," and not (calls and calls[-1]):
+            after = tokens[i + 1] if i + 1 < len(tokens) else ("end", "", len(tokens))
+            before = out[-1] if out else ("start", "", -1)
+            if _separates_thousands(before, pos, after):
+                out[-1] = ("number", before[1] + "," + after[1], before[2])
+                i += 2
+                continue
+            if not calls:  # inside (...) the parser says what is wrong (a tuple, *unpacking)
+                raise _comma_error(before[1] if before[0] == "number" else "", after[1], pos)
+        out.append((kind, tok, pos))
+        i += 1
+    return [(kind, tok.replace(",", "") if kind == "number" else tok, pos) for kind, tok, pos in out]
+
+
+def _separates_thousands(before: tuple[str, str, int], comma: int, after: tuple[str, str, int]) -> bool:
+    """Does the comma at ``comma`` join the number ``before`` (perhaps joined already) and the group ``after``?"""
+    kind, tok, pos = before
+    groups = tok.split(",")
+    return (kind == after[0] == "number" and pos + len(tok) == comma and after[2] == comma + 1
+            and groups[0].isdigit() and len(groups[0]) <= 3 and not groups[0].startswith("0")
+            and all(len(group) == 3 and group.isdigit() for group in groups[1:])
+            and _GROUP.fullmatch(after[1]) is not None)  # fmt: skip
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
@@ -215,7 +264,7 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
 
 def _to_python(text: str) -> tuple[str, list[int]]:
     """Rewrite the tokens as Python source; also return each emitted token's position in ``text``."""
-    tokens = _tokenize(text)
+    tokens = _group_thousands(_tokenize(text))
     out: list[str] = []
     where: list[int] = []
     depth, percent_end = 0, -1
@@ -250,7 +299,7 @@ def _to_python(text: str) -> tuple[str, list[int]]:
             depth -= 1
             if depth < 0:
                 raise CalculatorError(f"Unmatched ')' at position {pos + 1}: remove it or add a '(' before it.")
-        elif tok == "," and depth == 0:
+        elif tok == "," and depth == 0:  # left by _group_thousands only where it is an error
             raise CalculatorError(_COMMA_HINT)
         elif tok == "%" and kind == "op" and not is_operand_start(following[0], following[1]):
             # A % with no operand after it is a percentage of the operand before it: wrap that operand.

@@ -114,6 +114,13 @@ FAST_S = calculator.DEADLINE_S
         ("comb(10**20, 2)", "4999999999999999999950000000000000000000"),
         ("0 * -1", "0"),
         ("  1 +\n 2  ", "3"),
+        # Thousands separators where a comma cannot separate arguments (as models write numbers they read).
+        ("1,250 * 2.5 * 60", "187500"),
+        ("1,234,567.5 + 1", "1234568.5"),
+        ("-12,500 * (100 - 10) / 100", "-11250"),
+        ("(48,000 + 1) / 1", "48001"),
+        ("max((1,000), 2)", "1000"),
+        ("max(1,250)", "250"),  # inside a call the comma separates arguments
     ],
 )
 def test_results(expression: str, expected: str) -> None:
@@ -146,8 +153,15 @@ def test_long_integers_are_summarised_with_their_digit_count() -> None:
         ("2 + * 3", "Syntax error at position 5"),
         ("(1 + 2", "Missing ')'"),
         ("1 + 2)", "Unmatched ')' at position 6"),
-        ("1,234,567", "thousands separators"),
-        ("(1, 2)", "thousands separators"),
+        ("1,2", "For a decimal write 1.2, not 1,2"),
+        ("1,25 + 1", "For a decimal write 1.25, not 1,25"),
+        ("0,500", "For a decimal write 0.500"),
+        ("1, 250", "For one number write 1250"),
+        ("1234,567", "For one number write 1234567"),
+        ("1,234,56", "For a decimal write 1234.56"),
+        ("1,000e3", "The comma at position 2 is neither"),
+        ("5,", "The comma at position 2 is neither"),
+        ("round(1,250, 2)", "round() takes 1 to 2 argument(s), got 3"),
         ("()", "Empty parentheses"),
         ("2pi", "Missing operator before 'pi' at position 2"),
         ("2 (3 + 4)", "Missing operator before '('"),
