@@ -238,7 +238,7 @@ def _train_rows(
             continue
         before = (rng.choice(chat_pool),) if config.broad and rng.random() < config.history_share else ()
         if kind == "calculator":
-            broad = config.broad and rng.random() < 0.6
+            broad = config.broad and rng.random() < 0.75  # multi-step problems; the rest one-step
             problem = rng.choice(multistep.BROAD_TEMPLATES if broad else arithmetic.TRAIN_TEMPLATES)(rng)
             observation = calculator_tool.invoke({"expression": problem.expression})
             arithmetic.check(problem, observation)

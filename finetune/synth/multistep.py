@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from fractions import Fraction
 
+from lorastack.finetune.synth import everyday
 from lorastack.finetune.synth.arithmetic import PEOPLE, Problem, _money, round_half_up
 
 GOODS = [("lamp", "lamps"), ("chair", "chairs"), ("towel", "towels"), ("jar of honey", "jars of honey"),
@@ -277,4 +278,5 @@ def each_needs(rng: random.Random) -> Problem:
 BROAD_TEMPLATES = [
     several_items, area_times_price, perimeter_times_price, speed_times_time, rate_times_hours, flow_over_time,
     average_speed, percent_chain, unit_conversion, fixed_plus_per_unit, part_then_rest, times_then_plus, each_needs,
+    *everyday.TEMPLATES,  # quantities in words, constants the reader knows, clock times (see that module)
 ]  # fmt: skip
