@@ -6,7 +6,8 @@ Run as (repository root, a CUDA machine with 2 GPUs; see train_multi.sh):
 Each run is ``size/mode/layout``: size 1b or 8b (random-init Llama 3.2 1B / Llama 3.1 8B shapes with the embedded
 model's 49,152-token vocabulary; "tiny" for a CPU check), mode lora (bf16 base) or qlora (NF4, needs bitsandbytes:
 skipped without it), layout 1 (one GPU), ddp or fsdp (two processes under torchrun, through ``--gpus 2``); a fourth
-part ``/nooffload`` keeps QLoRA's layer inputs on the GPU (its default offloads them to host RAM).
+part ``/nooffload`` keeps QLoRA's layer inputs on the GPU (its default offloads them to host RAM), ``/offload``
+moves a bf16 run's to host RAM.
 Batch 4 x 1024 tokens per GPU, r=16 on all linear layers, gradient checkpointing, torch AdamW, 30 steps; the
 steady tokens/s leaves out the first 3 steps (totals over the processes; with 12 steps, the first runs measured under
 3 s each, and the 1-GPU QLoRA baseline came out faster than bf16 LoRA). Every run writes one JSON line to
@@ -92,6 +93,8 @@ def run_one(spec: str, args: argparse.Namespace, data: Path, log_dir: Path, extr
     size, mode, layout, *flags = spec.split("/")
     if "nooffload" in flags:  # e.g. 1b/qlora/ddp/nooffload: QLoRA's layer inputs kept on the GPU
         extra = (*extra, "training.offload_activations=off")
+    if "offload" in flags:  # e.g. 8b/lora/fsdp/offload: checkpointed layer inputs in host RAM
+        extra = (*extra, "training.offload_activations=on")
     cpu = args.device == "cpu"
     gpus = 1 if layout == "1" else 2
     line: dict = {"run": spec, "size": size, "mode": mode, "layout": layout, "gpus": gpus, "extra": list(extra)}
