@@ -156,6 +156,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     """
     out = config.output_dir
     last = check_run_folder(out, resume)
+    profilers = profiler_from_env()  # a bad LORASTACK_PROFILE_STEPS stops the run before anything loads
     world = World.this()
     import torch
     from transformers import set_seed
@@ -190,7 +191,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=collator,
-        callbacks=[counter, PeakMemory(), *profiler_from_env(), *callbacks],
+        callbacks=[counter, PeakMemory(), *profilers, *callbacks],
     )
     if trainer.uses_chunked_loss():
         logger.info("Loss: from the last hidden state in chunks (no full logits held)")
