@@ -118,6 +118,56 @@ SPECS = [
          (Param("order_id", _s("Order number"), "{v}", lambda r: f"ORD-{r.randint(1000, 99999)}"),
           Param("express", {"type": "boolean", "description": "Express delivery", "default": False}, "by express",
                 lambda r: True)), 1, "The order is shipped."),
+    # Three and four parameters, required and optional mixed: the broad adapter's calls on unseen functions left out
+    # arguments the request gave (a date, a language, a seat count), so more rows carry several.
+    Spec(("book_court", "reserve_court", "courtBooking"), "Book a sports court.",
+         ("Book a court", "Reserve a court"),
+         (Param("sport", _enum(["tennis", "squash", "badminton"], "Sport"), "for {v}", lambda r: r.choice(["tennis", "squash", "badminton"])),
+          Param("date", _s("Date as YYYY-MM-DD"), "on {v}", lambda r: r.choice(DAYS)),
+          Param("start", _s("Start time as HH:MM"), "at {v}", lambda r: f"{r.randint(7, 21):02d}:{r.choice([0, 30]):02d}"),
+          Param("players", {"type": "integer", "description": "Number of players", "default": 2}, "for {v} players",
+                lambda r: r.choice([3, 4]))), 3, "The court is booked."),
+    Spec(("rent_car", "car_hire", "hireVehicle"), "Hire a car.",
+         ("Hire a car", "I need a rental car"),
+         (Param("city", _s("Pick-up city"), "in {v}", lambda r: r.choice(CITIES)),
+          Param("pickup_date", _s("Pick-up date as YYYY-MM-DD"), "from {v}", lambda r: r.choice(DAYS)),
+          Param("days", {"type": "integer", "description": "Rental days"}, "for {v} days", lambda r: r.randint(2, 21)),
+          Param("category", _enum(["small", "family", "van"], "Car category", "small"), "a {v} one",
+                lambda r: r.choice(["family", "van"]))), 3, "The car is reserved."),
+    Spec(("transfer_funds", "send_money", "moveMoney"), "Move money between two accounts.",
+         ("Transfer", "Move"),
+         (Param("amount", {"type": "number", "description": "Amount"}, "{v}", lambda r: r.randint(500, 900000) / 100),
+          Param("from_account", _s("Account to take it from"), "from my {v} account", lambda r: r.choice(["savings", "current", "travel"])),
+          Param("to_account", _s("Account to pay into"), "to {v}", lambda r: f"{r.choice(FIRST_NAMES)}'s account"),
+          Param("note", _s("A note for the payee"), "with the note {v}", lambda r: r.choice(WORDS))), 3,
+         "The money is on its way."),
+    Spec(("log_workout", "record_exercise", "workoutLog"), "Record a workout.",
+         ("Log a workout:", "Record my exercise:"),
+         (Param("activity", _enum(["run", "swim", "cycle", "row"], "Activity"), "a {v}", lambda r: r.choice(["run", "swim", "cycle", "row"])),
+          Param("minutes", {"type": "integer", "description": "Duration in minutes"}, "of {v} minutes", lambda r: r.randint(10, 120)),
+          Param("distance_km", {"type": "number", "description": "Distance in km"}, "covering {v} km",
+                lambda r: r.randint(10, 400) / 10)), 2, "The workout is logged."),
+    Spec(("buy_tickets", "order_tickets", "ticketPurchase"), "Buy tickets for an event.",
+         ("Buy tickets", "Get me tickets"),
+         (Param("event", _s("Event name"), "for the {v}", lambda r: f"{r.choice(WORDS)} {r.choice(['festival', 'concert', 'match'])}"),
+          Param("quantity", {"type": "integer", "description": "How many tickets"}, "{v} of them", lambda r: r.randint(2, 8)),
+          Param("seating", _enum(["standing", "seated", "box"], "Seating", "seated"), "in the {v} area",
+                lambda r: r.choice(["standing", "box"])),
+          Param("date", _s("Date as YYYY-MM-DD"), "on {v}", lambda r: r.choice(DAYS))), 2, "The tickets are bought."),
+    Spec(("create_event", "add_calendar_event", "calendarAdd"), "Add an event to the calendar.",
+         ("Add to my calendar", "Create a calendar event"),
+         (Param("title", _s("Event title"), "called {v}", lambda r: f"{r.choice(WORDS)} review"),
+          Param("date", _s("Date as YYYY-MM-DD"), "on {v}", lambda r: r.choice(DAYS)),
+          Param("start", _s("Start time as HH:MM"), "starting {v}", lambda r: f"{r.randint(8, 18):02d}:{r.choice([0, 15, 30, 45]):02d}"),
+          Param("duration_minutes", {"type": "integer", "description": "Length in minutes", "default": 60},
+                "lasting {v} minutes", lambda r: r.choice([15, 30, 45, 90]))), 2, "The event is in your calendar."),
+    Spec(("order_groceries", "grocery_order", "shopGroceries"), "Order groceries for delivery.",
+         ("Order", "Have these delivered:"),
+         (Param("items", {"type": "array", "items": {"type": "string"}, "description": "Items to buy"}, "{v}",
+                lambda r: r.sample(["milk", "rice", "apples", "coffee", "bread", "eggs", "butter"], r.randint(2, 4))),
+          Param("delivery_date", _s("Delivery date as YYYY-MM-DD"), "for {v}", lambda r: r.choice(DAYS)),
+          Param("leave_at_door", {"type": "boolean", "description": "Leave at the door", "default": False},
+                "and leave them at the door", lambda r: True)), 2, "The groceries are ordered."),
 ]  # fmt: skip
 
 NO_FIT = [
@@ -160,9 +210,10 @@ def row(rng: random.Random, fits: bool) -> dict[str, Any]:
                 "tools": tools}  # fmt: skip
     spec, name = specs[0], names[0]
     rng.shuffle(tools)
-    used = list(spec.params[: spec.required]) + [p for p in spec.params[spec.required :] if rng.random() < 0.5]
+    used = list(spec.params[: spec.required]) + [p for p in spec.params[spec.required :] if rng.random() < 0.6]
     arguments = {p.name: p.pick(rng) for p in used}
-    words = " ".join(p.phrase.format(v=_phrase(arguments[p.name])) for p in used)
+    said = used[:1] + rng.sample(used[1:], len(used) - 1)  # after the first, the request states them in any order
+    words = " ".join(p.phrase.format(v=_phrase(arguments[p.name])) for p in said)
     question = f"{rng.choice(spec.request)} {words}{rng.choice(['.', '?', ', please.', ''])}"
     result = json.dumps({"status": "ok", **{k: v for k, v in list(arguments.items())[:1]}})
     call = {"id": "call_0", "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
