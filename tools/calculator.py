@@ -215,7 +215,7 @@ def _group_thousands(tokens: list[tuple[str, str, int]]) -> list[tuple[str, str,
     while i < len(tokens):
         kind, tok, pos = tokens[i]
         if tok == "(":
-            calls.append(bool(out) and out[-1][0] == "name")
+            calls.append(bool(out) and out[-1][0] == "name" and out[-1][1].lower() in FUNCTIONS)
         elif tok == ")" and calls:
             calls.pop()
         elif tok == "," and not (calls and calls[-1]):

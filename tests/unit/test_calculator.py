@@ -121,6 +121,7 @@ FAST_S = calculator.DEADLINE_S
         ("(48,000 + 1) / 1", "48001"),
         ("max((1,000), 2)", "1000"),
         ("max(1,250)", "250"),  # inside a call the comma separates arguments
+        ("15% of (2,000)", "300"),  # 'of' is not a call
     ],
 )
 def test_results(expression: str, expected: str) -> None:
