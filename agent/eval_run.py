@@ -75,14 +75,14 @@ def evaluate_model(requirement: EvalRequirement, endpoint: Endpoint, model: str)
     from lorastack.agent.session import Endpoint as AgentEndpoint
     from lorastack.agent.session import build_tools  # LangChain loads only when the agent runs
 
-    items = load_items(requirement.eval_file, requirement.limit)
+    items = [item for path in requirement.eval_files for item in load_items(path, requirement.limit)]
     config = AgentConfig(base_url=endpoint.base_url, api_key=endpoint.api_key, model=model)
     target = AgentEndpoint(endpoint.base_url.rstrip("/"), endpoint.api_key, model, endpoint.tool_calling)
     with ExitStack() as stack:
         config = with_corpus(config, requirement.corpus, stack)
-        logger.info("Evaluating %s on %d items of %s...", model, len(items), requirement.eval_file.name)
+        logger.info("Evaluating %s on %d items of %s...", model, len(items), requirement.name)
         report = _evaluate_at(items, target, config, build_tools(config))
-    logger.info("%s: %.1f%% on %s.", model, 100 * report.accuracy, requirement.eval_file.name)
+    logger.info("%s: %.1f%% on %s.", model, 100 * report.accuracy, requirement.name)
     return report.accuracy
 
 

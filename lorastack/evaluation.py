@@ -17,15 +17,28 @@ PROMOTION_MIN_ACCURACY = 0.8
 
 @dataclass(frozen=True)
 class EvalRequirement:
-    """Promote only if the adapter answers ``eval_file`` at ``min_accuracy`` or better and beats what the alias
+    """Promote only if the adapter answers the eval set at ``min_accuracy`` or better and beats what the alias
     serves now (the base model when the alias is new)."""
 
-    eval_file: Path
+    eval_files: tuple[Path, ...] | Path
+    """One JSONL eval set, or several run as one (as ``lorastack eval`` runs several files)."""
     min_accuracy: float = PROMOTION_MIN_ACCURACY
     corpus: Path | None = None
     """Documents for the search tool during the eval (indexed for the run)."""
     limit: int | None = None
-    """Only the first N items of ``eval_file``."""
+    """Only the first N items of each eval file."""
+
+    def __post_init__(self) -> None:
+        files = (self.eval_files,) if isinstance(self.eval_files, Path) else tuple(self.eval_files)
+        if not files:
+            raise ValueError("an eval requirement needs at least one eval file")
+        object.__setattr__(self, "eval_files", files)
+
+    @property
+    def name(self) -> str:
+        """The eval set for messages: ``eval.jsonl``, or ``calculator.jsonl + 4 more``."""
+        first, *rest = self.eval_files
+        return first.name + (f" + {len(rest)} more" if rest else "")
 
 
 @dataclass(frozen=True)

@@ -204,20 +204,21 @@ def remove(ref: str = typer.Argument(..., help="NAME@vN for one version, NAME fo
 def promote_(
     ref: str = typer.Argument(..., help="NAME (latest version) or NAME@vN."),
     alias: str = typer.Option(DEFAULT_ALIAS, help="The alias to point at it ('default' is what ask/chat use)."),
-    eval_file: Optional[Path] = typer.Option(
-        None, "--eval", help="Promote only if the adapter passes this eval set (JSONL, as lorastack eval)."
+    eval_files: Optional[list[Path]] = typer.Option(
+        None, "--eval", help="Promote only if the adapter passes this eval set (JSONL, as lorastack eval); give "
+        "--eval several times to run several files as one set."
     ),
     min_accuracy: float = typer.Option(
         PROMOTION_MIN_ACCURACY, min=0, max=1, help="With --eval: the accuracy the adapter needs."
     ),
     corpus: Optional[Path] = typer.Option(None, help="With --eval: documents for the search tool during the eval."),
-    limit: Optional[int] = typer.Option(None, min=1, help="With --eval: only the first N eval items."),
+    limit: Optional[int] = typer.Option(None, min=1, help="With --eval: only the first N items of each eval file."),
 ) -> None:
     """Point an alias at an adapter version, optionally only if it passes an eval set and beats the current one."""
     registry = Registry()
-    requirement = EvalRequirement(eval_file, min_accuracy, corpus, limit) if eval_file else None
+    requirement = EvalRequirement(tuple(eval_files), min_accuracy, corpus, limit) if eval_files else None
     if requirement is not None:
-        console.print(f"The server evaluates {ref} and what {alias!r} serves now on {eval_file.name}...")
+        console.print(f"The server evaluates {ref} and what {alias!r} serves now on {requirement.name}...")
     result = promote(registry, ref, alias, current_server(registry.home), requirement)
     before = f" (was {result.previous})" if result.previous else ""
     score = f": {result.accuracy:.1%} against {result.baseline:.1%} for {result.baseline_model}" if requirement else ""

@@ -84,7 +84,8 @@ class ServerClient(_Client):
         body: dict = {"ref": ref, "alias": alias}
         if requirement is not None:
             body["eval"] = {
-                "eval_file": str(requirement.eval_file.resolve()), "min_accuracy": requirement.min_accuracy,
+                "eval_files": [str(path.resolve()) for path in requirement.eval_files],
+                "min_accuracy": requirement.min_accuracy,
                 "corpus": str(requirement.corpus.resolve()) if requirement.corpus else None, "limit": requirement.limit,
             }  # fmt: skip
         timeout = None if requirement is not None else self.timeout

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.evaluation import EvalRequirement
@@ -113,16 +113,25 @@ class DetokenizeRequest(_Open):
 
 
 class EvalBody(_Strict):
-    """The promotion's eval, as ``lorastack adapters promote --eval`` sends it (paths on the server's machine)."""
+    """The promotion's eval, as ``lorastack adapters promote --eval`` sends it (paths on the server's machine):
+    ``eval_files`` (one or more, run as one set) or, as earlier clients send it, ``eval_file``."""
 
-    eval_file: str = Field(min_length=1, max_length=4096)
+    eval_files: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(None, min_length=1,
+                                                                                           max_length=64)  # fmt: skip
+    eval_file: str | None = Field(None, min_length=1, max_length=4096)
     min_accuracy: float = Field(ge=0, le=1)
     corpus: str | None = Field(None, min_length=1, max_length=4096)
     limit: int | None = Field(None, ge=1)
 
+    @model_validator(mode="after")
+    def _one_way_to_name_the_files(self) -> EvalBody:
+        if (self.eval_files is None) == (self.eval_file is None):
+            raise ValueError("give the eval set as eval_files (a list of paths) or eval_file, not both or neither")
+        return self
+
     def requirement(self) -> EvalRequirement:
-        return EvalRequirement(Path(self.eval_file), self.min_accuracy, Path(self.corpus) if self.corpus else None,
-                               self.limit)  # fmt: skip
+        files = tuple(Path(f) for f in self.eval_files or [self.eval_file])
+        return EvalRequirement(files, self.min_accuracy, Path(self.corpus) if self.corpus else None, self.limit)
 
 
 class PromoteBody(_Strict):

@@ -223,7 +223,7 @@ class FrontDoor:
                 "This server was started without an evaluator, so it cannot make a promotion wait for an eval.",
                 "Start it with lorastack serve, or promote without --eval.",
             )
-        logger.info("Evaluating %s on %s...", model, requirement.eval_file.name)
+        logger.info("Evaluating %s on %s...", model, requirement.name)
         endpoint = Endpoint(f"{self.upstream}/v1", self.upstream_key or "unused", self.state.tool_call_parser is not None)
         return self.evaluator(requirement, endpoint, model)
 
@@ -267,7 +267,7 @@ def _require(requirement: EvalRequirement, adapter: AdapterVersion, alias: str, 
     if accuracy >= requirement.min_accuracy and accuracy > baseline:
         return
     raise AdapterRejected(
-        f"{adapter.ref} scored {accuracy:.1%} on {requirement.eval_file.name}, {baseline_model} {baseline:.1%}: "
+        f"{adapter.ref} scored {accuracy:.1%} on {requirement.name}, {baseline_model} {baseline:.1%}: "
         f"it needs at least {requirement.min_accuracy:.0%} and to beat {baseline_model}, so {alias!r} stays "
         f"where it is.",
         "Train it further, or give another --eval / --min-accuracy.",

@@ -413,6 +413,33 @@ def test_evaluate_model_is_an_evaluator_over_the_agent_loop(
     ]
 
 
+def test_evaluate_model_runs_several_files_as_one_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate on several eval files (promote --eval A --eval B): every file's items, limit counted per file, as
+    `lorastack eval A B --limit N` runs them."""
+    import lorastack.agent.session
+    from lorastack.agent.eval_run import evaluate_model
+    from lorastack.evaluation import Endpoint, EvalRequirement
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps({"question": q, "answer": 4}) + "\n" for q in ("2+2?", "1+3?", "0+4?")))
+    second.write_text(json.dumps({"question": "What is 17 * 23?", "answer": 391}) + "\n")
+    models: list[ScriptedChatModel] = []
+
+    def scripted_chat_model(endpoint, config, react):
+        models.append(ScriptedChatModel(script=["It is 4."], calls=[]))
+        return models[-1]
+
+    monkeypatch.setattr(lorastack.agent.session, "chat_model", scripted_chat_model)
+    requirement = EvalRequirement((first, second), limit=2)
+    assert requirement.name == "first.jsonl + 1 more"
+
+    accuracy = evaluate_model(requirement, Endpoint("http://front.test/v1", "k", tool_calling=True), "tuned@v2")
+
+    asked = sorted(model.calls[0][-1].content for model in models)
+    assert asked == sorted(["2+2?", "1+3?", "What is 17 * 23?"])  # two of the first file, one of the second
+    assert accuracy == pytest.approx(2 / 3)
+
+
 def test_evaluate_model_raises_for_an_eval_set_it_cannot_run(tmp_path: Path) -> None:
     from lorastack.agent.eval_run import evaluate_model
     from lorastack.evaluation import Endpoint, EvalRequirement

@@ -109,7 +109,10 @@ def test_malformed_requests_are_400_and_leave_nothing_in_flight(front_door: Fron
 @pytest.mark.parametrize(
     "body",
     [{"ref": ["x"], "alias": "default"}, {"ref": "a@v1", "alias": 5}, {"alias": "default"}, {"ref": "a", "x": 1},
-     {"ref": "a", "eval": {"eval_file": "e.jsonl", "min_accuracy": "0.5"}}, [1], "not json"],
+     {"ref": "a", "eval": {"eval_file": "e.jsonl", "min_accuracy": "0.5"}}, [1], "not json",
+     {"ref": "a", "eval": {"min_accuracy": 0.5}}, {"ref": "a", "eval": {"eval_files": [], "min_accuracy": 0.5}},
+     {"ref": "a", "eval": {"eval_file": "e.jsonl", "eval_files": ["f.jsonl"], "min_accuracy": 0.5}},
+     {"ref": "a", "eval": {"eval_files": "e.jsonl", "min_accuracy": 0.5}}],
 )  # fmt: skip
 def test_admin_bodies_of_the_wrong_shape_are_400(front_door: FrontDoor, body) -> None:
     """Regression: a list or a number where the front door wanted a string was a 500 (TypeError)."""
@@ -143,10 +146,11 @@ def test_unknown_adapter_is_a_typed_404(front_door: FrontDoor) -> None:
 def test_gated_promotion_without_an_evaluator_is_refused_before_loading(front_door: FrontDoor, make_adapter) -> None:
     base = front_door.state.base
     front_door.registry.register("tools", make_adapter(), base, base.weight_shapes())
-    body = {"ref": "tools", "alias": "support", "eval": {"eval_file": "/nonexistent.jsonl", "min_accuracy": 0.5}}
-    response = _local(front_door).post("/admin/promote", json=body)
-    assert response.status_code == 502 and "without an evaluator" in response.json()["error"]["message"]
-    assert front_door.registry.aliases() == {}
+    for files in ({"eval_file": "/nonexistent.jsonl"}, {"eval_files": ["/a.jsonl", "/b.jsonl"]}):
+        body = {"ref": "tools", "alias": "support", "eval": {**files, "min_accuracy": 0.5}}
+        response = _local(front_door).post("/admin/promote", json=body)
+        assert response.status_code == 502 and "without an evaluator" in response.json()["error"]["message"]
+        assert front_door.registry.aliases() == {}
 
 
 _CHAT = '{"model": "m", "messages": [{"role": "user", "content": "hi"}]%s}'
