@@ -234,7 +234,7 @@ def grams_of_a_share(rng: random.Random) -> Problem:
     kg, pct = rng.choice([1, 2, 3, 5]), rng.choice([20, 25, 30, 40, 50, 60])
     part, tp = rng.choice([(Fraction(1, 2), "half"), (Fraction(1, 4), "a quarter"), (Fraction(1, 5), "a fifth"),
                            (Fraction(1, 10), "a tenth")])  # fmt: skip
-    mix = rng.choice([("muesli", "oats", "raisins"), ("soil mix", "compost", "worm castings"),
+    mix = rng.choice([("muesli", "fruit", "raisins"), ("soil mix", "compost", "worm castings"),
                       ("spice blend", "pepper", "white pepper")])  # fmt: skip
     question = (f"In a {kg} kg sack of {mix[0]}, {pct}% of the weight is {mix[1]}, and {tp} of the {mix[1]} is "
                 f"{mix[2]}. How many grams of {mix[2]} is that?")  # fmt: skip
