@@ -20,7 +20,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from decimal import Decimal, Inexact, localcontext
 from fractions import Fraction
 from functools import reduce
 from itertools import accumulate
@@ -29,7 +28,7 @@ from typing import Annotated
 from langchain_core.tools import StructuredTool, ToolException
 from pydantic import Field
 
-Number = int | Fraction | float
+from lorastack.tools.exact_numbers import Number, format_number, iroot
 
 MAX_LENGTH = 500
 """Characters in one expression."""
@@ -43,10 +42,6 @@ MAX_EXPONENT = 4_000
 """Largest decimal exponent in a literal such as ``1e-300``."""
 DEADLINE_S = 1.0
 """Wall-clock seconds one evaluation may take."""
-SIGNIFICANT_DIGITS = 12
-"""Digits shown for results that are not exact short decimals."""
-MAX_PLAIN_DIGITS = 100
-"""Longer integers are summarised (first and last digits, digit count) instead of written out."""
 
 
 class CalculatorError(ValueError):
@@ -528,26 +523,12 @@ def _integer(x: Number, what: str) -> int:
     raise CalculatorError(f"{what} needs whole numbers, got {format_number(x)}.")
 
 
-def _iroot(n: int, q: int) -> int:
-    """Floor of the q-th root of n >= 0, by integer Newton steps from above."""
-    if n < 2:
-        return n
-    if q == 2:
-        return math.isqrt(n)
-    x = 1 << -(-n.bit_length() // q)
-    while True:
-        y = ((q - 1) * x + n // x ** (q - 1)) // q
-        if y >= x:
-            return x
-        x = y
-
-
 def _exact_root(x: Number, q: int) -> Number | None:
     """The exact real q-th root of an exact number, or None (floats, non-perfect powers, even roots of x < 0)."""
     if isinstance(x, float) or q > 64 or (x < 0 and q % 2 == 0):
         return None
     x = Fraction(x)
-    num, den = _iroot(abs(x.numerator), q), _iroot(x.denominator, q)
+    num, den = iroot(abs(x.numerator), q), iroot(x.denominator, q)
     if num**q != abs(x.numerator) or den**q != x.denominator:
         return None
     return _checked(Fraction(num if x >= 0 else -num, den))
@@ -569,42 +550,6 @@ def _power(base: Number, exponent: Number) -> Number:
             "A negative number to a fractional power is not a real number (odd roots like (-8)**(1/3) work)."
         )
     return float(base) ** float(exponent)
-
-
-def format_number(value: Number) -> str:
-    """Write a result for a reader: exact digits where short, else 12 significant digits."""
-    if value == 0:
-        return "0"
-    if isinstance(value, int):
-        digits = Decimal(value).adjusted() + 1
-        if digits <= MAX_PLAIN_DIGITS:
-            return str(value)
-        sign, magnitude = ("-" if value < 0 else ""), abs(value)
-        head, tail = magnitude // 10 ** (digits - 20), str(magnitude % 10**20).zfill(20)
-        return f"about {_render(_rounded(value))} (a {digits:,}-digit integer: {sign}{head}...{tail})"
-    if isinstance(value, Fraction):
-        with localcontext() as ctx:
-            ctx.prec = 30
-            ctx.clear_flags()  # the context copies the caller's flags; only this division's count
-            exact = Decimal(value.numerator) / Decimal(value.denominator)
-            if not ctx.flags[Inexact]:  # a terminating decimal with at most 30 digits: show all of it
-                return _render(exact.normalize())
-    return _render(_rounded(value))
-
-
-def _rounded(value: Number) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = SIGNIFICANT_DIGITS
-        if isinstance(value, Fraction):
-            return (Decimal(value.numerator) / Decimal(value.denominator)).normalize()
-        return (+Decimal(value)).normalize()
-
-
-def _render(d: Decimal) -> str:
-    # Fixed notation only where it invents no digits: a rounded 1.12589990684e+15 must not read 1125899906840000.
-    fixed = -7 < d.adjusted() and (d.as_tuple().exponent <= 0 or d.adjusted() < SIGNIFICANT_DIGITS)
-    text = format(d, "f") if fixed else format(d, "e")
-    return "0" if text in ("-0", "0") else text
 
 
 def evaluate(expression: str) -> Number:
