@@ -24,6 +24,7 @@ from lorastack.finetune.distributed import (
     global_batch,
     inside_launcher,
     run_torchrun,
+    stop_with_launcher,
     torchrun_command,
     visible_gpus,
 )
@@ -77,6 +78,8 @@ def train(
         _run_under_torchrun(launch, settings, recipe, settings_given, flags, resume)
         return
     world = World.this()
+    if inside_launcher():
+        stop_with_launcher()
     if not world.main:
         _quiet()
     if not inside_launcher() and "CUDA_VISIBLE_DEVICES" not in os.environ:

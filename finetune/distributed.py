@@ -175,6 +175,29 @@ def _stop_with_parent() -> None:
         pass
 
 
+LAUNCHER_PID = "LORASTACK_LAUNCHER_PID"
+"""The environment variable through which ``lorastack.finetune.torchrun`` tells its training processes its pid."""
+
+
+def stop_with_launcher() -> None:
+    """In a training process that ``lorastack train --gpus N`` started: die with torchrun.
+
+    torchrun starts each training process in a session of its own and stops them itself when it ends; killed with
+    SIGKILL it cannot, and they would train on, writing checkpoints into the output folder that a ``--resume`` then
+    reads at the same time. So each asks the kernel for SIGKILL when its parent, torchrun, dies (Linux
+    PR_SET_PDEATHSIG; torchrun starts them from its main thread, which lives as long as it does), and leaves at once
+    if torchrun is already gone. Under a launcher of the user's own (no :data:`LAUNCHER_PID`) nothing changes."""
+    launcher = os.environ.get(LAUNCHER_PID)
+    if not launcher:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != launcher:  # torchrun died before the request: nobody would stop this process
+        os._exit(128 + signal.SIGKILL)
+
+
 def visible_gpus() -> int:
     import torch  # heavy: only when several processes are asked for
 

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -103,8 +104,13 @@ def test_gpus_2_killed_then_resumed(tmp_path: Path) -> None:
     while not (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").exists():
         assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-3000:]
         time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the command, torchrun and both training processes
+    os.killpg(first.pid, signal.SIGKILL)  # the command and torchrun; torchrun's processes have sessions of their own
     first.wait(timeout=60)
+    # ...and die with torchrun: none trains on into the folder that the resumed run reads.
+    deadline = time.monotonic() + 30
+    while left := [p.pid for p in psutil.process_iter(["cmdline"]) if f"output_dir={out}" in (p.info["cmdline"] or [])]:
+        assert time.monotonic() < deadline, f"training processes {left} outlived the killed launch"
+        time.sleep(0.2)
     assert not (out / "adapter").exists()
 
     again = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=900, env=env)
