@@ -10,13 +10,16 @@ Run folder layout (``output_dir``)::
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import resource
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from lorastack.finetune.backends import load_model
@@ -148,12 +151,37 @@ def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool
     )
 
 
+@contextmanager
+def _run_folder_held(output_dir: Path) -> Iterator[None]:
+    """The run folder, for this run alone while it trains (an advisory lock on the folder itself, which the kernel
+    drops when the process ends, kill -9 included): a second run into the same folder, or a --resume while the
+    first still trains, is refused instead of writing checkpoints beside it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    folder = os.open(output_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LorastackError(
+                f"{output_dir} is in use: another training run is writing to it.",
+                "Wait for that run to end (or stop it), or set output_dir to a new folder.",
+            ) from None
+        yield
+    finally:
+        os.close(folder)
+
+
 def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Run ``config``. With ``resume``, continue from the run folder's last checkpoint.
 
     Progress goes to this module's logger (INFO: the choices, data, batching); ``callbacks`` are further
     ``transformers.TrainerCallback`` instances, such as the CLI's progress bar.
     """
+    with ExitStack() as held:
+        return _train(config, resume, callbacks, held)
+
+
+def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: ExitStack) -> TrainResult:
     out = config.output_dir
     last = check_run_folder(out, resume)
     profilers = profiler_from_env()  # a bad LORASTACK_PROFILE_STEPS stops the run before anything loads
@@ -175,6 +203,8 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
     # Seeded before the LoRA weights are made (the Trainer seeds only after): the same seed, the same start, run
     # after run and whatever the number of processes.
     set_seed(config.training.seed)
+    if world.main:  # the folder is this run's from here on (nothing is written into it before)
+        held.enter_context(_run_folder_held(out))
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
     logger.info("Data: %s", data_report)

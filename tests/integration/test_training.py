@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -129,6 +130,27 @@ def test_existing_run_is_not_overwritten(trained) -> None:
     (trained.adapter_dir.parent / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
     with pytest.raises(LorastackError, match="already holds checkpoints"):
         train(config)
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
+    """A second run into the folder that a run is training into (or a --resume while it trains) is refused before
+    the model loads; once the first lets go, a run trains there and lets go of the folder when it returns."""
+    out = tmp_path / "run"
+    out.mkdir()
+    first = os.open(out, os.O_RDONLY)
+    fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the first run's process holds it
+    try:
+        with pytest.raises(LorastackError, match="in use: another training run is writing to it"):
+            train(tiny_config(out, "training.max_steps=1"))
+    finally:
+        os.close(first)
+    assert list(out.iterdir()) == []
+    train(tiny_config(out, "training.max_steps=1"))
+    again = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the finished run still held it
+    finally:
+        os.close(again)
 
 
 def test_interrupt_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
