@@ -50,7 +50,7 @@ def load_model(config: TrainConfig, choices: RunChoices, model_path: str, max_le
     if choices.backend == "unsloth":
         return _load_unsloth(config, choices, model_path, max_length)
     import torch
-    from peft import get_peft_model
+    from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     dtype = _torch_dtype(choices.compute_dtype)
@@ -72,7 +72,12 @@ def load_model(config: TrainConfig, choices: RunChoices, model_path: str, max_le
         model_path, quantization_config=quant, dtype=dtype, device_map=device_map, attn_implementation=choices.attention
     )
     _freeze_base(model, choices.gradient_checkpointing, choices.offload_activations, choices.upcasts_unquantized)
-    model = get_peft_model(model, _lora_config(config, _target_modules(config)))
+    if config.lora.init_from is not None:  # an earlier adapter's weights, trainable, in its own shape
+        model = PeftModel.from_pretrained(model, str(config.lora.init_from), is_trainable=True)
+        model.peft_config["default"].base_model_name_or_path = model_path  # this run's base, as a new adapter's
+        logger.info("LoRA weights from %s", config.lora.init_from)
+    else:
+        model = get_peft_model(model, _lora_config(config, _target_modules(config)))
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     return model, tokenizer
 

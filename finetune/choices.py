@@ -105,9 +105,14 @@ def resolve(config: TrainConfig, machine: Machine | None = None, processes: int 
     if backend == "unsloth" and processes > 1:
         raise LorastackError(f"backend unsloth trains on one GPU; {processes} processes were asked for.",
                              "Use backend: peft (or auto) with --gpus, or drop --gpus.")
+    if config.method == "grpo" and processes > 1:
+        raise LorastackError(f"method grpo trains in one process; {processes} were asked for.", "Drop --gpus.")
+    peft_only = "GRPO" if config.method == "grpo" else "lora.init_from" if config.lora.init_from else None
     if backend == "auto":
         if not machine.cuda:
             backend, reason = "cpu", "no CUDA GPU: LoRA on the CPU with float32 compute"
+        elif machine.unsloth and config.quantization != "int8" and peft_only:
+            backend, reason = "peft", f"{peft_only} trains with peft + bitsandbytes (not Unsloth)"
         elif machine.unsloth and config.quantization != "int8" and processes > 1:
             backend = "peft"
             reason = f"Unsloth trains on one GPU only, so peft + bitsandbytes on {processes} processes"

@@ -38,6 +38,23 @@ class LoraSettings(BaseModel):
     """Initialisation of the LoRA weights (peft's init_lora_weights): default zeroes B."""
     save_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """dtype of the saved adapter weights: bfloat16 halves the file (vLLM computes in the model's dtype anyway)."""
+    init_from: Path | None = None
+    """Start from this adapter's weights (a folder with adapter_config.json, e.g. an earlier run's adapter/) instead
+    of new ones: to train it on, or a GRPO step after supervised training. Its own rank, alpha and target modules
+    are used (the r, alpha and target_modules here are not). peft backend."""
+
+    @field_validator("init_from")
+    @classmethod
+    def _expanded(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    def check_init_from(self) -> None:
+        """Refuse a start adapter that is not there (checked when the run starts, as the data is)."""
+        if self.init_from is not None and not (self.init_from / "adapter_config.json").is_file():
+            raise NotFound(
+                f"lora.init_from: {self.init_from} holds no adapter_config.json.",
+                "Name the adapter/ folder of a finished run (e.g. runs/NAME/adapter).",
+            )
 
 
 class TrainingSettings(BaseModel):
@@ -99,8 +116,29 @@ class TrainingSettings(BaseModel):
     """Also log to TensorBoard and/or Weights & Biases (their packages must be installed)."""
 
 
+class GrpoSettings(BaseModel):
+    model_config = _STRICT
+
+    generations: int = Field(8, ge=2)
+    """Answers sampled per prompt; each is scored against the others of its group (the G of GRPO)."""
+    max_completion_tokens: int = Field(160, ge=8)
+    """Longest sampled answer in tokens (the plan and the tool call; no tool runs during sampling)."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature: variety within a group is what GRPO learns from."""
+    beta: float = Field(0.0, ge=0)
+    """Weight of the KL penalty towards the starting model (0: none, TRL's default; no reference copy is kept)."""
+
+
 class TrainConfig(BaseModel):
     model_config = _STRICT
+
+    method: Literal["sft", "grpo"] = "sft"
+    """sft: learn the data's assistant turns (cross-entropy). grpo: reinforcement learning (TRL's GRPO) on the
+    data's tool decisions: for each conversation, the turns before its last assistant reply are the prompt; sampled
+    replies earn 1 when their tool call does what the data's does (the calculator's same value; the same function
+    with the same arguments; search) or when they call nothing where the data calls nothing, else 0. Start it from
+    a supervised adapter (lora.init_from). training.batch_size counts sampled replies, a multiple of
+    grpo.generations. One process."""
 
     base_model: str | None = None
     """Base model: a Hugging Face hub id, a local folder, hf://ORG/REPO[@REVISION][/SUBFOLDER] or s3://BUCKET/PREFIX
@@ -126,6 +164,8 @@ class TrainConfig(BaseModel):
     """LoRA settings (see the lora.* fields)."""
     training: TrainingSettings = TrainingSettings()
     """Optimisation settings (see the training.* fields)."""
+    grpo: GrpoSettings = GrpoSettings()
+    """GRPO settings (see the grpo.* fields), for method grpo."""
 
     @field_validator("base_model")
     @classmethod
@@ -142,6 +182,13 @@ class TrainConfig(BaseModel):
     def _backend_fits_quantization(self) -> TrainConfig:
         if self.backend == "unsloth" and self.quantization == "int8":
             raise ValueError("backend unsloth does not train int8 bases: use quantization nf4 or none")
+        if self.backend == "unsloth" and (self.method == "grpo" or self.lora.init_from is not None):
+            raise ValueError("method grpo and lora.init_from train with the peft backend: use backend peft or auto")
+        if self.method == "grpo" and self.training.batch_size % self.grpo.generations:
+            raise ValueError(
+                f"method grpo: training.batch_size ({self.training.batch_size}) counts sampled replies and must be "
+                f"a multiple of grpo.generations ({self.grpo.generations})"
+            )
         return self
 
 

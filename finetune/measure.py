@@ -70,7 +70,7 @@ class PeakMemory(TrainerCallback):
 def describe_metrics(metrics: dict) -> str:
     """The run's metrics as one line for people: ``name value`` pairs, and why a usual one is missing."""
     parts = [f"{name} {value}" for name, value in metrics.items() if value is not None]
-    if metrics.get("steady_tokens_per_second") is None:
+    if metrics.get("steady_tokens_per_second") is None and "last_reward" not in metrics:  # GRPO counts no tokens
         parts.append(f"steady_tokens_per_second n/a (needs more than {WARMUP_STEPS + 1} steps in the run)")
     return ", ".join(parts)
 

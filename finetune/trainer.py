@@ -29,6 +29,7 @@ from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.data import data_fingerprint, load_examples, make_collator, template_fingerprint, validate
 from lorastack.finetune.distributed import World, decoder_layer_classes, fsdp_arguments, global_batch
 from lorastack.finetune.distributed import total_over_ranks, with_strategy
+from lorastack.finetune.grpo import grpo_arguments, grpo_dataset, import_trl, tool_decision, use_torch_log_probs
 from lorastack.finetune.hf_trainer import trainer_class
 from lorastack.finetune.measure import PeakMemory, TokenCounter, plot_loss_curve
 from lorastack.finetune.profile import profiler_from_env
@@ -107,6 +108,10 @@ def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool
     """The Trainer's arguments for ``config`` run as ``choices`` (``model``: what FSDP wraps, layer by layer)."""
     from transformers import TrainingArguments
 
+    return TrainingArguments(**_training_settings(config, choices, has_eval, model))
+
+
+def _training_settings(config: TrainConfig, choices: RunChoices, has_eval: bool, model: Any) -> dict[str, Any]:
     t = config.training
     eval_every = t.eval_steps if t.eval_steps > 0 else None
     spread: dict[str, Any] = {}
@@ -114,7 +119,7 @@ def _training_arguments(config: TrainConfig, choices: RunChoices, has_eval: bool
         spread = {"ddp_find_unused_parameters": False}  # every LoRA weight takes part in every step
     elif choices.distributed == "fsdp":
         spread = fsdp_arguments(decoder_layer_classes(model))
-    return TrainingArguments(
+    return dict(
         output_dir=str(config.output_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -184,6 +189,7 @@ def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = 
 def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: ExitStack) -> TrainResult:
     out = config.output_dir
     last = check_run_folder(out, resume)
+    config.lora.check_init_from()
     profilers = profiler_from_env()  # a bad LORASTACK_PROFILE_STEPS stops the run before anything loads
     world = World.this()
     import torch
@@ -206,25 +212,11 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     if world.main:  # the folder is this run's from here on (nothing is written into it before)
         held.enter_context(_run_folder_held(out))
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
-    train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
-    logger.info("Data: %s", data_report)
-    # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
-    attention = None if choices.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
-    collator, collate_reason = make_collator(config.data, tokenizer, attention)
     counter = TokenCounter()
-    grouped = ", examples of similar length batched together" if config.data.group_by_length else ""
-    logger.info("Batching: %s%s", collate_reason, grouped)
-
-    trainer = trainer_class(counter, choices.chunked_loss)(
-        model=model,
-        args=_training_arguments(config, choices, eval_set is not None, model),
-        train_dataset=train_set,
-        eval_dataset=eval_set,
-        data_collator=collator,
-        callbacks=[counter, PeakMemory(), *profilers, *callbacks],
-    )
-    if trainer.uses_chunked_loss():
-        logger.info("Loss: from the last hidden state in chunks (no full logits held)")
+    if config.method == "grpo":
+        trainer, eval_set = _grpo_trainer(config, choices, model, tokenizer, template, [*profilers, *callbacks])
+    else:
+        trainer, eval_set = _sft_trainer(config, choices, model, tokenizer, template, counter, [*profilers, *callbacks])
     if resume:
         logger.info("Resuming from %s.", Path(last).name)
     started = time.perf_counter()
@@ -244,6 +236,8 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
         "non_padding_tokens": tokens,
         "steady_tokens_per_second": _rounded(steady),
     }
+    if config.method == "grpo":  # its tokens are sampled, not read from the data: the rewards tell instead
+        metrics = {name: value for name, value in metrics.items() if "token" not in name} | _rewards(trainer)
     metrics = {name: value for name, value in metrics.items() if value is not None}  # too short a run to tell
     if world.distributed:
         metrics["processes"], metrics["distributed"] = world.size, choices.distributed
@@ -276,6 +270,63 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
         loss_curve=curve,
     )
     return TrainResult(adapter_dir, base, choices, metrics, trainer.state.log_history, model)
+
+
+def _sft_trainer(config: TrainConfig, choices: RunChoices, model: Any, tokenizer: Any, template: str | None,
+                 counter: TokenCounter, callbacks: list[Any]) -> tuple[Any, Any]:  # fmt: skip
+    """transformers' Trainer on the data's assistant turns, and the eval split (None without one)."""
+    train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
+    logger.info("Data: %s", data_report)
+    # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
+    attention = None if choices.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
+    collator, collate_reason = make_collator(config.data, tokenizer, attention)
+    grouped = ", examples of similar length batched together" if config.data.group_by_length else ""
+    logger.info("Batching: %s%s", collate_reason, grouped)
+    trainer = trainer_class(counter, choices.chunked_loss)(
+        model=model,
+        args=_training_arguments(config, choices, eval_set is not None, model),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=collator,
+        callbacks=[counter, PeakMemory(), *callbacks],
+    )
+    if trainer.uses_chunked_loss():
+        logger.info("Loss: from the last hidden state in chunks (no full logits held)")
+    return trainer, eval_set
+
+
+def _grpo_trainer(config: TrainConfig, choices: RunChoices, model: Any, tokenizer: Any, template: str | None,
+                  callbacks: list[Any]) -> tuple[Any, None]:  # fmt: skip
+    """TRL's GRPOTrainer on the data's tool decisions (:mod:`lorastack.finetune.grpo`); no eval split."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    trl = import_trl()
+
+    if not choices.on_gpu:
+        use_torch_log_probs()
+
+    prompts, report = grpo_dataset(config, tokenizer, template)
+    logger.info("Data: %s; %d replies sampled per prompt", report, config.grpo.generations)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.clean_up_tokenization_spaces = False  # TRL decodes the samples: no WordPiece clean-up on a BPE vocabulary
+    trainer = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=[tool_decision],
+        args=grpo_arguments(config, _training_settings(config, choices, False, model)),
+        train_dataset=prompts,
+        processing_class=tokenizer,
+        callbacks=[PeakMemory(), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # raw dicts on stdout: progress is the callbacks' to show
+    trainer.remove_callback(ProgressCallback)
+    return trainer, None
+
+
+def _rewards(trainer: Any) -> dict[str, float | None]:
+    """A GRPO run's mean reward at its first and last logged steps (the share of replies that did right)."""
+    means = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    return {"first_reward": round(means[0], 4) if means else None, "last_reward": round(means[-1], 4) if means else None}
 
 
 def _rounded(value: float | None) -> float | None:

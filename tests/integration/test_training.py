@@ -15,6 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import lorastack
+
 from lorastack.finetune.config import load_train_config
 from lorastack.finetune.export import export_merged
 from lorastack.finetune.trainer import train
@@ -24,6 +26,8 @@ from lorastack.serve.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "tool_chat.jsonl"
+GRPO_DATA = ROOT / "tests" / "data" / "grpo_tools.jsonl"  # two plain questions that tools-demo v1 sometimes sends
+# to a tool, and a calculator problem
 TINY = [
     f"data.path={DATA}", "data.max_length=384", "data.eval_fraction=0",
     "lora.r=4", "lora.target_modules=[q_proj, v_proj]",
@@ -151,6 +155,36 @@ def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
         fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the finished run still held it
     finally:
         os.close(again)
+
+
+def test_grpo_from_the_shipped_adapter_samples_rewards_and_learns(tmp_path: Path) -> None:
+    """method grpo (TRL's GRPOTrainer, on the CPU with torch log-probabilities) from the shipped tools-demo adapter:
+    replies are sampled for the data's prompts and rewarded, the weights move where a group's rewards differ, and
+    the adapter lands with its card as a supervised one does."""
+    start = Path(lorastack.__file__).parent / "adapters" / "tools-demo"
+    out = tmp_path / "grpo"
+    result = train(load_train_config(None, [
+        f"data.path={GRPO_DATA}", "data.max_length=1024", "method=grpo", f"lora.init_from={start}",
+        "training.batch_size=8", "grpo.generations=8", "grpo.max_completion_tokens=32", "training.max_steps=2",
+        "training.logging_steps=1", "training.lr_scheduler=constant", "training.warmup_ratio=0",
+        "training.learning_rate=1e-3", f"output_dir={out}",
+    ]))  # fmt: skip
+    steps = [h for h in result.log_history if "reward" in h]
+    assert len(steps) == 2 and all(0 <= h["reward"] <= 1 for h in steps)
+    assert all(h["completions/mean_length"] > 0 for h in steps)
+    card = json.loads((out / "adapter" / "training_card.json").read_text())
+    assert card["config"]["method"] == "grpo" and card["config"]["lora"]["init_from"] == str(start)
+    assert card["metrics"]["first_reward"] == pytest.approx(steps[0]["reward"], abs=1e-4)
+    assert "non_padding_tokens" not in card["metrics"]
+    config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct"  # registers anywhere, as the start does
+    before, after = load_file(start / "adapter_model.safetensors"), load_file(out / "adapter" / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    moved = max((after[k].float() - before[k].float()).abs().max().item() for k in before)
+    if any(h["frac_reward_zero_std"] < 1 for h in steps):  # some group had a right and a wrong reply to learn from
+        assert moved > 1e-4
+    else:
+        assert moved == 0  # no reward differed: no advantage, no gradient, the start's weights exactly
 
 
 def test_interrupt_then_resume_continues_from_the_checkpoint(tmp_path: Path) -> None:
