@@ -245,7 +245,9 @@ def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConf
     except ValidationError as exc:
         where = f" in {path}" if path else ""
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+            # a check of the whole config (a model validator) has no field to name
+            ": ".join(filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")]))
+            for e in exc.errors()
         )
         raise LorastackError(f"Invalid training config{where}: {problems}.", "See lorastack train --help.") from None
 
