@@ -171,6 +171,8 @@ def _run_folder_held(output_dir: Path) -> Iterator[None]:
                 f"{output_dir} is in use: another training run is writing to it.",
                 "Wait for that run to end (or stop it), or set output_dir to a new folder.",
             ) from None
+        except OSError as exc:  # a file system without locks (some network and FUSE mounts): train unguarded
+            logger.warning("%s cannot be locked (%s): a second run into it would not be refused", output_dir, exc)
         yield
     finally:
         os.close(folder)
