@@ -30,10 +30,12 @@ def duration(seconds: float) -> str:
 
 
 def stats(logs: dict[str, Any]) -> list[str]:
-    """The parts of one log record a person reads: loss, eval loss, learning rate, tokens/s."""
+    """The parts of one log record a person reads: loss, eval loss, GRPO's mean reward, learning rate, tokens/s."""
     parts = []
     if "loss" in logs:
         parts.append(f"loss {logs['loss']:.4f}")
+    if "reward" in logs:  # method grpo: the share of sampled replies that did right
+        parts.append(f"reward {logs['reward']:.3f}")
     if "eval_loss" in logs:
         parts.append(f"eval loss {logs['eval_loss']:.4f}")
     if "learning_rate" in logs:

@@ -20,6 +20,8 @@ def test_progress_line_reads_like_a_log_line() -> None:
     logs = {"loss": 1.2341, "grad_norm": 0.5, "learning_rate": 1.9e-4, "tokens_per_second": 412.3, "epoch": 0.1}
     assert progress_line(20, 200, logs, 192) == "step 20/200  loss 1.2341  lr 1.9e-04  412 tok/s  ETA 3m12s"
     assert progress_line(200, 200, {"eval_loss": 0.9}, 0) == "step 200/200  eval loss 0.9000"
+    grpo = {"loss": 0.0123, "reward": 0.375, "reward_std": 0.5, "learning_rate": 2e-5}
+    assert progress_line(3, 300, grpo, None) == "step 3/300  loss 0.0123  reward 0.375  lr 2.0e-05"
     assert progress_line(200, 200, {"train_runtime": 12.0, "train_loss": 1.0}, None) is None  # the final summary
     assert (duration(42), duration(3725)) == ("42s", "1h02m")
 
