@@ -107,6 +107,15 @@ def loss_figure(log_history: list[dict]) -> Any:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend()
+    rewards = [(h["step"], h["reward"]) for h in log_history if "reward" in h]
+    if rewards:  # method grpo: its loss hovers near 0; the mean reward is what moves
+        right = ax.twinx()
+        right.plot(*zip(*rewards), color="tab:green", marker="o" if len(rewards) <= 50 else None, markersize=3,
+                   label="mean reward")  # fmt: skip
+        right.set_ylabel("mean reward")
+        right.set_ylim(-0.02, 1.02)
+        fig.legend(loc="upper left", bbox_to_anchor=(0.1, 0.95))
+    else:
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -110,3 +110,12 @@ def test_a_one_point_loss_curve_is_visible() -> None:
     fig = loss_figure([{"step": 1, "loss": 2.0}])
     (line,) = fig.axes[0].lines
     assert line.get_marker() not in (None, "None", "", " ")
+
+
+def test_a_grpo_run_draws_its_mean_reward_beside_the_loss() -> None:
+    history = [{"step": s, "loss": 0.0, "reward": r} for s, r in ((1, 0.25), (2, 0.5), (3, 1.0))]
+    fig = loss_figure(history)
+    loss_axis, reward_axis = fig.axes
+    assert reward_axis.get_ylabel() == "mean reward"
+    assert list(reward_axis.lines[0].get_ydata()) == [0.25, 0.5, 1.0]
+    assert len(loss_figure([{"step": 1, "loss": 2.0}]).axes) == 1  # a supervised run: the loss alone
