@@ -78,8 +78,7 @@ def train(
         _run_under_torchrun(launch, settings, recipe, settings_given, flags, resume)
         return
     world = World.this()
-    if inside_launcher():
-        stop_with_launcher()
+    stop_with_launcher()  # under lorastack's own torchrun only
     if not world.main:
         _quiet()
     if not inside_launcher() and "CUDA_VISIBLE_DEVICES" not in os.environ:

@@ -99,7 +99,7 @@ def _same_call(got: tuple[str, dict[str, Any]], want: list[Any]) -> bool:
     return arguments == want[1]
 
 
-def decision_reward(completions: list[Any], reference: list[list[list[Any]]], **_: Any) -> list[float]:
+def decision_reward(completions: list[Any], reference: list[list[list[Any]]]) -> list[float]:
     """TRL reward function: 1.0 for each completion that does what its reference reply does, else 0.0."""
     rewards = []
     for completion, want in zip(completions, reference, strict=True):

@@ -214,7 +214,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     if world.main:  # the folder is this run's from here on (nothing is written into it before)
         held.enter_context(_run_folder_held(out))
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
-    counter = TokenCounter()
+    counter = TokenCounter()  # fed by the supervised trainer's steps
     if config.method == "grpo":
         trainer, eval_set = _grpo_trainer(config, choices, model, tokenizer, template, [*profilers, *callbacks])
     else:
@@ -225,21 +225,15 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     output = trainer.train(resume_from_checkpoint=last if resume else None)
     seconds = time.perf_counter() - started
     device = trainer.args.device
-    # Totals over the processes (collectives: every process computes them, rank 0 writes them).
-    tokens = int(total_over_ranks(counter.tokens, device))
-    steady = counter.steady_tokens_per_second()
-    unknown = total_over_ranks(float(steady is None), device)  # a process whose run was too short to tell
-    steady = total_over_ranks(steady, device) if unknown == 0 else None
     metrics: dict[str, Any] = {
         "train_loss": round(output.training_loss, 4),
         "steps": trainer.state.global_step,
         "train_seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
-        "non_padding_tokens": tokens,
-        "steady_tokens_per_second": _rounded(steady),
     }
     if config.method == "grpo":  # its tokens are sampled, not read from the data: the rewards tell instead
-        metrics = {name: value for name, value in metrics.items() if "token" not in name} | _rewards(trainer)
+        metrics |= _rewards(trainer)
+    else:
+        metrics |= _token_metrics(counter, seconds, device)
     metrics = {name: value for name, value in metrics.items() if value is not None}  # too short a run to tell
     if world.distributed:
         metrics["processes"], metrics["distributed"] = world.size, choices.distributed
@@ -323,6 +317,20 @@ def _grpo_trainer(config: TrainConfig, choices: RunChoices, model: Any, tokenize
     trainer.remove_callback(PrinterCallback)  # raw dicts on stdout: progress is the callbacks' to show
     trainer.remove_callback(ProgressCallback)
     return trainer, None
+
+
+def _token_metrics(counter: TokenCounter, seconds: float, device: Any) -> dict[str, Any]:
+    """Tokens trained on and tokens/s, totals over the processes (collectives: every process computes them, rank 0
+    writes them)."""
+    tokens = int(total_over_ranks(counter.tokens, device))
+    steady = counter.steady_tokens_per_second()
+    unknown = total_over_ranks(float(steady is None), device)  # a process whose run was too short to tell
+    steady = total_over_ranks(steady, device) if unknown == 0 else None
+    return {
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "non_padding_tokens": tokens,
+        "steady_tokens_per_second": _rounded(steady),
+    }
 
 
 def _rewards(trainer: Any) -> dict[str, float | None]:
