@@ -83,7 +83,15 @@ def test_failed_promotion_changes_nothing(vllm_server, support, make_adapter) ->
     base = vllm_server.state.base
     broken = registry.register("support", make_adapter(seed=23), base, base.weight_shapes())
     (broken.path / "adapter_model.safetensors").write_bytes(b"garbage")
-    before_alias, before_served = registry.alias("support"), _served(vllm_server)
+    before_alias = registry.alias("support")
+    # A version an earlier promotion or rollback left is unloaded in the background once it drains: wait for that,
+    # so that what is served before the failed promotion is what the server means to keep.
+    retiring = {v.ref for v in support} - {before_alias.ref if before_alias else None}
+    deadline = time.monotonic() + 60
+    while retiring & _served(vllm_server) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    before_served = _served(vllm_server)
+    assert not retiring & before_served, before_served
 
     with pytest.raises(LorastackError, match="sha256"):
         admin.promote(broken.ref, "support")
