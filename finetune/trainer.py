@@ -16,9 +16,10 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from lorastack.finetune.distributed import total_over_ranks, with_strategy
 from lorastack.finetune.grpo import grpo_arguments, grpo_dataset, import_trl, tool_decision, use_torch_log_probs
 from lorastack.finetune.hf_trainer import trainer_class
 from lorastack.finetune.measure import PeakMemory, TokenCounter, plot_loss_curve
+from lorastack.finetune.memory import GIB
+from lorastack.finetune.memory_check import check_memory_fits, host_memory_bytes
 from lorastack.finetune.profile import profiler_from_env
 from lorastack.errors import LorastackError
 from lorastack.models import BaseModel, resolve_base_model
@@ -218,11 +221,22 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     if config.method == "grpo":
         trainer, eval_set = _grpo_trainer(config, choices, model, tokenizer, template, [*profilers, *callbacks])
     else:
-        trainer, eval_set = _sft_trainer(config, choices, model, tokenizer, template, counter, [*profilers, *callbacks])
+        capacity = int(gpu_gib * GIB) if gpu_gib is not None else host_memory_bytes()
+        fits = partial(check_memory_fits, config, choices, base.path, capacity=capacity)
+        trainer, eval_set = _sft_trainer(config, choices, model, tokenizer, template, counter, fits,
+                                         [*profilers, *callbacks])  # fmt: skip
     if resume:
         logger.info("Resuming from %s.", Path(last).name)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last if resume else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=last if resume else None)
+    except torch.OutOfMemoryError as exc:  # a batch longer than the check planned for, or memory others took
+        where = f"GPU {world.local_rank}" if choices.on_gpu else "memory"
+        raise LorastackError(
+            f"Out of {where} at step {trainer.state.global_step + 1}: {str(exc).splitlines()[0]}",
+            "Lower training.batch_size (raise training.grad_accum to keep the global batch), set "
+            "training.gradient_checkpointing=on or lower data.max_length; `lorastack plan` shows what fits.",
+        ) from None
     seconds = time.perf_counter() - started
     device = trainer.args.device
     metrics: dict[str, Any] = {
@@ -269,10 +283,13 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
 
 
 def _sft_trainer(config: TrainConfig, choices: RunChoices, model: Any, tokenizer: Any, template: str | None,
-                 counter: TokenCounter, callbacks: list[Any]) -> tuple[Any, Any]:  # fmt: skip
-    """transformers' Trainer on the data's assistant turns, and the eval split (None without one)."""
+                 counter: TokenCounter, fits: Callable[..., None],
+                 callbacks: list[Any]) -> tuple[Any, Any]:  # fmt: skip
+    """transformers' Trainer on the data's assistant turns, and the eval split (None without one). ``fits`` is
+    called with the longest example's length (:func:`check_memory_fits`): it refuses a run that cannot fit."""
     train_set, eval_set, data_report = load_examples(config.data, tokenizer, template, seed=config.training.seed)
     logger.info("Data: %s", data_report)
+    fits(longest=data_report.longest)
     # Unsloth patches attention itself: whether packed examples stay apart there is unverified, so pad.
     attention = None if choices.backend == "unsloth" else getattr(model.config, "_attn_implementation", None)
     collator, collate_reason = make_collator(config.data, tokenizer, attention)
@@ -336,7 +353,10 @@ def _token_metrics(counter: TokenCounter, seconds: float, device: Any) -> dict[s
 def _rewards(trainer: Any) -> dict[str, float | None]:
     """A GRPO run's mean reward at its first and last logged steps (the share of replies that did right)."""
     means = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-    return {"first_reward": round(means[0], 4) if means else None, "last_reward": round(means[-1], 4) if means else None}
+    return {
+        "first_reward": round(means[0], 4) if means else None,
+        "last_reward": round(means[-1], 4) if means else None,
+    }
 
 
 def _rounded(value: float | None) -> float | None:

@@ -39,6 +39,8 @@ class DataReport:
     max_length: int
     label_method: str
     streaming: bool
+    longest: int | None = None
+    """Tokens in the longest training or eval example (None streamed): a padded batch is at most this long."""
 
     def __str__(self) -> str:
         how = f"loss on assistant tokens via {self.label_method}"
@@ -108,7 +110,7 @@ class _Collected:
         self.parts: list[Any] = []
         self.ids: list[list[int]] = []
         self.labels: list[list[int]] = []
-        self.count = self.truncated = self.dropped = self.tokens = self.label_tokens = 0
+        self.count = self.truncated = self.dropped = self.tokens = self.label_tokens = self.longest = 0
 
     def add(self, example: Encoded) -> None:
         self.truncated += example.truncated
@@ -117,6 +119,7 @@ class _Collected:
             return
         self.count += 1
         self.tokens += len(example.input_ids)
+        self.longest = max(self.longest, len(example.input_ids))
         self.label_tokens += example.label_tokens
         self.ids.append(example.input_ids)
         self.labels.append(example.labels)
@@ -173,6 +176,7 @@ def _built(config: DataConfig, encoder: ChatEncoder, seed: int, rows: int | None
         max_length=config.max_length,
         label_method=encoder.method,
         streaming=False,
+        longest=max(c.longest for c in both),
     )
     return train.dataset(), held.dataset() if held.count else None, report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,34 @@ def test_a_run_folder_in_use_is_refused(tmp_path: Path) -> None:
         fcntl.flock(again, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the finished run still held it
     finally:
         os.close(again)
+
+
+def test_a_run_too_big_for_the_memory_is_refused_before_its_first_step(tmp_path: Path, monkeypatch) -> None:
+    """This machine's RAM, as the check reads it, made 3 GiB: 8 packed sequences of 384 tokens (about 5.4 GiB
+    planned) are refused before any step, with a batch size that fits; the run trains with it."""
+    from lorastack.finetune import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "host_memory_bytes", lambda: 3 * 2**30)
+    out = tmp_path / "run"
+    with pytest.raises(LorastackError, match="this machine's RAM holds 3.0 GiB") as refused:
+        train(tiny_config(out, "training.max_steps=1", "training.batch_size=8", "data.packing=true"))
+    assert not (out / "checkpoints").exists() and not (out / "adapter").exists()
+    fix = re.search(r"What fits: (training\.batch_size=\d+ training\.grad_accum=\d+)", str(refused.value)).group(1)
+    result = train(tiny_config(out, "training.max_steps=1", "training.batch_size=8", "data.packing=true", *fix.split()))
+    assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_out_of_memory_mid_run_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    class OutOfMemoryAtStep2(TrainerCallback):  # what CUDA raises when a batch does not fit
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0)\nmore detail")
+
+    with pytest.raises(LorastackError, match=r"Out of memory at step 2: CUDA out of memory\. Tried to allocate 2\.00 "
+                       r"GiB \(GPU 0\) Lower training\.batch_size"):  # fmt: skip
+        train(tiny_config(tmp_path / "run", "training.max_steps=3"), callbacks=[OutOfMemoryAtStep2()])
 
 
 def test_grpo_from_the_shipped_adapter_samples_rewards_and_learns(tmp_path: Path) -> None:
