@@ -12,6 +12,7 @@ from typing import Any
 
 from lorastack.finetune.choices import RunChoices
 from lorastack.finetune.config import TrainConfig
+from lorastack.errors import LorastackError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,14 @@ def load_model(config: TrainConfig, choices: RunChoices, model_path: str, max_le
     )
     _freeze_base(model, choices.gradient_checkpointing, choices.offload_activations, choices.upcasts_unquantized)
     if config.lora.init_from is not None:  # an earlier adapter's weights, trainable, in its own shape
-        model = PeftModel.from_pretrained(model, str(config.lora.init_from), is_trainable=True)
+        try:
+            model = PeftModel.from_pretrained(model, str(config.lora.init_from), is_trainable=True)
+        except (ValueError, KeyError, RuntimeError, OSError) as exc:  # checked at the start; what slips through
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise LorastackError(
+                f"lora.init_from: {config.lora.init_from} does not load onto this base model ({first}).",
+                "Name the adapter/ folder of a run trained on this base model.",
+            ) from None
         model.peft_config["default"].base_model_name_or_path = model_path  # this run's base, as a new adapter's
         logger.info("LoRA weights from %s", config.lora.init_from)
     else:

@@ -31,6 +31,18 @@ def _base_revision(base: BaseModel) -> str | None:
         return None
 
 
+def _saved_lora(adapter_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """The LoRA shape the adapter was saved with: its own adapter_config.json (with lora.init_from, the start
+    adapter's shape, whatever lora.r and targets say), else the config's."""
+    try:
+        saved = json.loads((adapter_dir / "adapter_config.json").read_text())
+        targets = saved["target_modules"]
+        return {"r": int(saved["r"]), "alpha": float(saved.get("lora_alpha") or saved["r"]),
+                "target_modules": sorted(targets) if isinstance(targets, list) else targets}  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"r": config.lora.r, "alpha": config.lora.alpha, "target_modules": config.lora.target_modules}
+
+
 def write_card(
     adapter_dir: Path,
     *,
@@ -58,6 +70,7 @@ def write_card(
         "attention": choices.attention,
         "gradient_checkpointing": choices.gradient_checkpointing,
         "offload_activations": choices.offload_activations,
+        "lora": _saved_lora(adapter_dir, config),
         "config": json.loads(config.model_dump_json()),
         "metrics": metrics,
         "loss_curve": loss_curve.name if loss_curve else None,  # next to adapter/, in the run folder
@@ -71,7 +84,8 @@ def write_card(
         f"Trained with lorastack {__version__} ({choices.backend} backend, base weights {choices.quantization}, "
         f"compute {choices.compute_dtype}).",
         "",
-        f"- LoRA: r={config.lora.r}, alpha={config.lora.alpha:g}, targets {config.lora.target_modules}",
+        f"- LoRA: r={card['lora']['r']}, alpha={card['lora']['alpha']:g}, targets {card['lora']['target_modules']}"
+        + (f" (from {config.lora.init_from})" if config.lora.init_from else ""),
         f"- Data: {data_stats} (sha256 {data_hash[:16]})",
         f"- Chat template sha256: {template_hash[:16]}",
         *[f"- {k}: {v}" for k, v in metrics.items()],

@@ -125,11 +125,11 @@ class GrpoSettings(BaseModel):
 
     generations: int = Field(8, ge=2)
     """Answers sampled per prompt; each is scored against the others of its group (the G of GRPO)."""
-    max_completion_tokens: int = Field(160, ge=8)
+    max_completion_tokens: int = Field(160, ge=8, le=32768)
     """Longest sampled answer in tokens (the plan and the tool call; no tool runs during sampling)."""
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0, le=10, allow_inf_nan=False)
     """Sampling temperature: variety within a group is what GRPO learns from."""
-    beta: float = Field(0.0, ge=0)
+    beta: float = Field(0.0, ge=0, allow_inf_nan=False)
     """Weight of the KL penalty towards the starting model (0: none, TRL's default; no reference copy is kept)."""
 
 
@@ -138,11 +138,11 @@ class TrainConfig(BaseModel):
 
     method: Literal["sft", "grpo"] = "sft"
     """sft: learn the data's assistant turns (cross-entropy). grpo: reinforcement learning (TRL's GRPO) on the
-    data's tool decisions: for each conversation, the turns before its last assistant reply are the prompt; sampled
-    replies earn 1 when their tool call does what the data's does (the calculator's same value; the same function
-    with the same arguments; search) or when they call nothing where the data calls nothing, else 0. Start it from
-    a supervised adapter (lora.init_from). training.batch_size counts sampled replies, a multiple of
-    grpo.generations. One process."""
+    data's tool decisions: for each conversation, the turns before the first assistant reply after its last user
+    turn are the prompt; sampled replies earn 1 when their tool call does what the data's does (the calculator's
+    same value; the same function with the same arguments; search) or when they call nothing where the data calls
+    nothing, else 0. Start it from a supervised adapter (lora.init_from). training.batch_size counts sampled
+    replies, a multiple of grpo.generations. One process."""
 
     base_model: str | None = None
     """Base model: a Hugging Face hub id, a local folder, hf://ORG/REPO[@REVISION][/SUBFOLDER] or s3://BUCKET/PREFIX

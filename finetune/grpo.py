@@ -1,6 +1,6 @@
 """``method: grpo``: reinforcement learning on the data's tool decisions, with TRL's GRPOTrainer.
 
-Each conversation gives one prompt: its turns before the last assistant reply that follows the last user turn,
+Each conversation gives one prompt: its turns before the first assistant reply that follows the last user turn,
 rendered with the run's chat template and tools as the model sees them when served. That reply is the reference:
 sampled replies are rewarded by :func:`decision_reward` — 1 when they do what it does, else 0. No tool runs during
 sampling: the reward is on the decision (which tool, which arguments), the part a small model gets wrong; the
@@ -43,26 +43,23 @@ class Decision:
 
 
 def parse_decision(text: str) -> Decision:
-    """The calls in a reply written in the Hermes format of lorastack's template (``<tool_call>{json}</tool_call>``)."""
+    """The calls in a reply written in the Hermes format of lorastack's template (``<tool_call>{json}</tool_call>``),
+    read as the server's parser (vLLM's hermes) reads them: a call opened and never closed, a call without its
+    ``arguments`` object, or arguments that are not an object make the whole reply no call (None)."""
+    bodies = _CALL.findall(text)
+    if text.count("<tool_call>") != len(bodies):  # a call opened and never closed (cut off at the token limit)
+        return Decision(None)
     calls = []
-    for body in _CALL.findall(text):
+    for body in bodies:
         try:
             call = json.loads(body)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, nested too deep, or a number too long for int()
             return Decision(None)
         if not isinstance(call, dict) or not isinstance(call.get("name"), str):
             return Decision(None)
-        arguments = call.get("arguments", {})
-        if isinstance(arguments, str):  # some models write the arguments as a JSON string
-            try:
-                arguments = json.loads(arguments)
-            except json.JSONDecodeError:
-                return Decision(None)
-        if not isinstance(arguments, dict):
+        if not isinstance(call.get("arguments"), dict):  # missing, or a string the server would pass on as text
             return Decision(None)
-        calls.append((call["name"], arguments))
-    if not calls and "<tool_call>" in text:  # an opened call never closed
-        return Decision(None)
+        calls.append((call["name"], call["arguments"]))
     return Decision(tuple(calls))
 
 
@@ -76,15 +73,40 @@ def _reference(message: dict[str, Any]) -> list[list[Any]]:
     return out
 
 
-def _value(expression: Any) -> float | None:
+def _value(expression: Any) -> Any:
     from lorastack.tools.calculator import CalculatorError, evaluate  # the served calculator, exactly
 
     if not isinstance(expression, str):
         return None
     try:
-        return float(evaluate(expression))
-    except (CalculatorError, ArithmeticError, ValueError, TypeError, OverflowError):
+        return evaluate(expression)
+    except (CalculatorError, ArithmeticError, ValueError, TypeError, OverflowError, RecursionError):
         return None
+
+
+def _same_number(mine: Any, theirs: Any) -> bool:
+    """Two calculator results alike: exactly, or within a relative 1e-6 (floats, and values too big for one)."""
+    if mine is None or theirs is None:
+        return False
+    try:
+        if mine == theirs:
+            return True
+        return math.isclose(float(mine), float(theirs), rel_tol=_RELATIVE, abs_tol=1e-9)
+    except (OverflowError, TypeError, ValueError):
+        return False
+
+
+def _same_json(mine: Any, theirs: Any) -> bool:
+    """JSON values alike as a client would read them: true is not 1, 1 is 1.0."""
+    if isinstance(mine, bool) or isinstance(theirs, bool):
+        return type(mine) is type(theirs) and mine == theirs
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return mine.keys() == theirs.keys() and all(_same_json(mine[k], theirs[k]) for k in mine)
+    if isinstance(mine, list) and isinstance(theirs, list):
+        return len(mine) == len(theirs) and all(map(_same_json, mine, theirs))
+    if isinstance(mine, (int, float)) and isinstance(theirs, (int, float)):
+        return mine == theirs
+    return type(mine) is type(theirs) and mine == theirs
 
 
 def _same_call(got: tuple[str, dict[str, Any]], want: list[Any]) -> bool:
@@ -92,11 +114,10 @@ def _same_call(got: tuple[str, dict[str, Any]], want: list[Any]) -> bool:
     if name != want[0]:
         return False
     if name == "calculator":
-        mine, theirs = _value(arguments.get("expression")), _value(want[1].get("expression"))
-        return mine is not None and theirs is not None and math.isclose(mine, theirs, rel_tol=_RELATIVE, abs_tol=1e-9)
+        return _same_number(_value(arguments.get("expression")), _value(want[1].get("expression")))
     if name == "search":
         return isinstance(arguments.get("query"), str) and bool(arguments["query"].strip())
-    return arguments == want[1]
+    return _same_json(arguments, want[1])
 
 
 def decision_reward(completions: list[Any], reference: list[list[list[Any]]]) -> list[float]:

@@ -37,6 +37,7 @@ from lorastack.finetune.memory import GIB
 from lorastack.finetune.memory_check import check_memory_fits, host_memory_bytes
 from lorastack.finetune.profile import profiler_from_env
 from lorastack.errors import LorastackError
+from lorastack.serve.compatibility import check_compatible, inspect_adapter
 from lorastack.models import BaseModel, resolve_base_model
 
 logger = logging.getLogger(__name__)
@@ -164,8 +165,15 @@ def _run_folder_held(output_dir: Path) -> Iterator[None]:
     """The run folder, for this run alone while it trains (an advisory lock on the folder itself, which the kernel
     drops when the process ends, kill -9 included): a second run into the same folder, or a --resume while the
     first still trains, is refused instead of writing checkpoints beside it."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    folder = os.open(output_dir, os.O_RDONLY)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        folder = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:  # a file, under a file, or a folder this user may not create or open
+        why = "it is a file" if output_dir.is_file() else exc.strerror or str(exc)
+        raise LorastackError(
+            f"output_dir {output_dir} cannot be a run folder ({why}).",
+            "Set output_dir to a folder this user can write, e.g. runs/NAME.",
+        ) from None
     try:
         try:
             fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -206,6 +214,8 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     choices = resolve(config, processes=world.size)
     stats = validate(config.data)  # every row checked before anything is loaded or written
     base = resolve_base_model(config.base_model)
+    if config.lora.init_from is not None:  # a start adapter of another base or shape: one line, before the model loads
+        check_compatible(inspect_adapter(config.lora.init_from), base, base.weight_shapes())
     gpu_gib = torch.cuda.get_device_properties(world.local_rank).total_memory / 2**30 if choices.on_gpu else None
     choices = with_strategy(config, choices, base.path, gpu_gib)
     logger.info("%s", choices.describe())
@@ -216,6 +226,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
     set_seed(config.training.seed)
     if world.main:  # the folder is this run's from here on (nothing is written into it before)
         held.enter_context(_run_folder_held(out))
+        last = check_run_folder(out, resume)  # again, held: a run that ended meanwhile may have left a newer one
     model, tokenizer = load_model(config, choices, base.path, config.data.max_length)
     counter = TokenCounter()  # fed by the supervised trainer's steps
     if config.method == "grpo":
@@ -262,7 +273,7 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
         trainer.save_model(str(adapter_dir))  # gathers the sharded adapter (every process), rank 0 writes it
         (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the registry takes none
     elif world.main:
-        model.save_pretrained(adapter_dir)
+        model.save_pretrained(adapter_dir, selected_adapters=["default"])  # not GRPO's reference copy (beta > 0)
     if not world.main:  # rank 0 alone writes the adapter, its card and the curve
         return TrainResult(adapter_dir, base, choices, metrics, trainer.state.log_history, model)
     _cast_adapter(adapter_dir, config.lora.save_dtype)
@@ -319,6 +330,14 @@ def _grpo_trainer(config: TrainConfig, choices: RunChoices, model: Any, tokenize
         use_torch_log_probs()
 
     prompts, report = grpo_dataset(config, tokenizer, template)
+    training = config.training
+    needed = training.batch_size * training.grad_accum // config.grpo.generations  # prompts one step samples from
+    if len(prompts) < needed:
+        raise LorastackError(
+            f"{len(prompts)} prompt(s) in the data, but one GRPO step takes {needed} ({training.batch_size} replies "
+            f"x {training.grad_accum} accumulation / {config.grpo.generations} per prompt): no step would run.",
+            "Add prompts, or lower training.batch_size (a multiple of grpo.generations).",
+        )
     logger.info("Data: %s; %d replies sampled per prompt", report, config.grpo.generations)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -173,6 +173,18 @@ def test_a_run_too_big_for_the_memory_is_refused_before_its_first_step(tmp_path:
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
 
 
+def test_a_start_adapter_that_does_not_fit_the_base_is_refused_in_one_line(tmp_path: Path) -> None:
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(Path(lorastack.__file__).parent / "adapters" / "tools-demo", start)
+    settings = json.loads((start / "adapter_config.json").read_text())
+    (start / "adapter_config.json").write_text(json.dumps({**settings, "target_modules": ["c_attn", "c_proj"]}))
+    with pytest.raises(LorastackError, match="start"):
+        train(tiny_config(tmp_path / "run", "training.max_steps=1", f"lora.init_from={start}"))
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
+
+
 def test_out_of_memory_mid_run_is_one_line_with_the_fix(tmp_path: Path) -> None:
     from transformers import TrainerCallback
 

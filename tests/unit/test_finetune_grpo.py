@@ -29,8 +29,6 @@ def test_a_reply_parses_to_its_calls_or_to_nothing() -> None:
     plan = "Floor: 19 * 19 square metres, times 24.5.\n" + call("calculator", expression="19 * 19 * 24.5")
     assert parse_decision(plan).calls == (("calculator", {"expression": "19 * 19 * 24.5"}),)
     assert parse_decision(call("a", x=1) + call("b")).calls == (("a", {"x": 1}), ("b", {}))
-    stringified = '<tool_call>{"name": "a", "arguments": "{\\"x\\": 1}"}</tool_call>'
-    assert parse_decision(stringified).calls == (("a", {"x": 1}),)
 
 
 @pytest.mark.parametrize("text", [
@@ -39,9 +37,28 @@ def test_a_reply_parses_to_its_calls_or_to_nothing() -> None:
     '<tool_call>["calculator"]</tool_call>',  # not an object
     '<tool_call>{"arguments": {}}</tool_call>',  # no name
     '<tool_call>{"name": "a", "arguments": [1]}</tool_call>',  # arguments not an object
+    # As the server's parser (vLLM's hermes) reads them, these are not calls either:
+    '<tool_call>{"name": "a", "arguments": "{\\"x\\": 1}"}</tool_call>',  # arguments as a string: passed on as text
+    '<tool_call>{"name": "a"}</tool_call>',  # no arguments
+    call("calculator", expression="2*3") + '<tool_call>{"name": "calculator", "arguments": {"expr',  # cut off
+    '<tool_call>{"name": "a", "arguments": {"x": ' + "[" * 5000 + "</tool_call>",  # too deep for json
+    '<tool_call>{"name": "a", "arguments": {"x": ' + "9" * 5000 + "}}</tool_call>",  # too long for int()
 ])  # fmt: skip
 def test_a_broken_call_does_not_parse(text: str) -> None:
     assert parse_decision(text).calls is None
+
+
+def test_arguments_are_compared_as_a_client_reads_them() -> None:
+    want = [["f", {"x": True, "n": 1, "tags": ["a", "b"]}]]
+    replies = [
+        call("f", x=True, n=1.0, tags=["a", "b"]),  # 1 and 1.0 are one JSON number
+        call("f", x=1, n=1, tags=["a", "b"]),  # 1 is not true
+        call("f", x=True, n=1, tags=["b", "a"]),  # an array's order counts
+    ]
+    assert decision_reward(replies, [want] * 3) == [1.0, 0.0, 0.0]
+    big = calc("2**2000")  # too big for a float: compared exactly
+    assert decision_reward([call("calculator", expression="2**2000"), call("calculator", expression="2**2001")],
+                           [big, big]) == [1.0, 0.0]  # fmt: skip
 
 
 def test_the_calculator_is_judged_by_the_value_of_its_expression() -> None:
@@ -105,6 +122,9 @@ def test_grpo_settings_are_checked_with_the_config(one_chat, tmp_path) -> None:
         config.lora.check_init_from()
     (tmp_path / "adapter_config.json").write_text("{}")
     config.lora.check_init_from()
+    for bad in ("grpo.beta=.inf", "grpo.temperature=.nan", "grpo.temperature=1e9", "grpo.max_completion_tokens=1e7"):
+        with pytest.raises(LorastackError, match=bad.split("=")[0].replace(".", r"\.")):
+            load_train_config(None, [f"data.path={one_chat}", "method=grpo", "training.batch_size=8", bad])
 
 
 def test_grpo_and_a_start_from_an_adapter_choose_peft_over_unsloth(one_chat, tmp_path) -> None:

@@ -35,3 +35,11 @@ def test_a_file_system_without_locks_trains_unguarded_with_a_warning(tmp_path, m
     with caplog.at_level(logging.WARNING), _run_folder_held(tmp_path / "run"):
         pass
     assert "cannot be locked" in caplog.text and "would not be refused" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["afile", "afile/run"])
+def test_an_output_dir_that_cannot_be_a_folder_is_one_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(LorastackError, match=r"cannot be a run folder \((it is a file|Not a directory)\)"):
+        with _run_folder_held(tmp_path / where):
+            pass
