@@ -104,8 +104,8 @@ class TrainingSettings(BaseModel):
     GPU cannot hold. auto: DDP when lorastack plan says the run fits one GPU, else FSDP (the reason is printed)."""
     memory_check: bool = True
     """Before the first step, refuse a run whose planned peak memory (lorastack plan's model of it, at the data's
-    longest batch) is more than the GPU, or this machine's RAM, holds: the refusal says which batch size fits.
-    false: start anyway (the plan is an estimate; within 15% where it was measured)."""
+    longest batch) is more than 1.25 times what the GPU, or this machine's RAM, holds (a warning when over by less):
+    the refusal says which batch size fits. false: start anyway (the plan is an estimate)."""
     logging_steps: int = Field(10, ge=1)
     """Log loss and tokens/s every N steps."""
     eval_steps: int = 50

@@ -243,8 +243,9 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
         output = trainer.train(resume_from_checkpoint=last if resume else None)
     except torch.OutOfMemoryError as exc:  # a batch longer than the check planned for, or memory others took
         where = f"GPU {world.local_rank}" if choices.on_gpu else "memory"
+        detail = (str(exc).strip() or "no detail").splitlines()[0]
         raise LorastackError(
-            f"Out of {where} at step {trainer.state.global_step + 1}: {str(exc).splitlines()[0]}",
+            f"Out of {where} at step {trainer.state.global_step + 1}: {detail}",
             "Lower training.batch_size (raise training.grad_accum to keep the global batch), set "
             "training.gradient_checkpointing=on or lower data.max_length; `lorastack plan` shows what fits.",
         ) from None
@@ -273,7 +274,8 @@ def _train(config: TrainConfig, resume: bool, callbacks: Sequence[Any], held: Ex
         trainer.save_model(str(adapter_dir))  # gathers the sharded adapter (every process), rank 0 writes it
         (adapter_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the registry takes none
     elif world.main:
-        model.save_pretrained(adapter_dir, selected_adapters=["default"])  # not GRPO's reference copy (beta > 0)
+        extra = len(getattr(model, "peft_config", {})) > 1  # GRPO's reference copy (beta > 0) is not this run's
+        model.save_pretrained(adapter_dir, **({"selected_adapters": ["default"]} if extra else {}))
     if not world.main:  # rank 0 alone writes the adapter, its card and the curve
         return TrainResult(adapter_dir, base, choices, metrics, trainer.state.log_history, model)
     _cast_adapter(adapter_dir, config.lora.save_dtype)
