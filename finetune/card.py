@@ -14,7 +14,9 @@ from typing import Any
 from lorastack.finetune.choices import RunChoices
 from lorastack.finetune.config import TrainConfig
 from lorastack import __version__
+from lorastack.errors import LorastackError
 from lorastack.models import BaseModel
+from lorastack.serve.compatibility import inspect_adapter
 from lorastack.serve.registry import TRAINING_CARD, file_sha256
 
 
@@ -32,15 +34,13 @@ def _base_revision(base: BaseModel) -> str | None:
 
 
 def _saved_lora(adapter_dir: Path, config: TrainConfig) -> dict[str, Any]:
-    """The LoRA shape the adapter was saved with: its own adapter_config.json (with lora.init_from, the start
-    adapter's shape, whatever lora.r and targets say), else the config's."""
+    """The LoRA shape the adapter was saved with, as the registry reads it (with lora.init_from, the start adapter's
+    shape, whatever lora.r and targets say); the config's if the folder cannot be read."""
     try:
-        saved = json.loads((adapter_dir / "adapter_config.json").read_text())
-        targets = saved["target_modules"]
-        return {"r": int(saved["r"]), "alpha": float(saved.get("lora_alpha") or saved["r"]),
-                "target_modules": sorted(targets) if isinstance(targets, list) else targets}  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError):
+        info = inspect_adapter(adapter_dir)
+    except LorastackError:
         return {"r": config.lora.r, "alpha": config.lora.alpha, "target_modules": config.lora.target_modules}
+    return {"r": info.rank, "alpha": info.alpha, "target_modules": info.target_modules}
 
 
 def write_card(

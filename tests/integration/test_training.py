@@ -180,7 +180,7 @@ def test_a_start_adapter_that_does_not_fit_the_base_is_refused_in_one_line(tmp_p
     shutil.copytree(Path(lorastack.__file__).parent / "adapters" / "tools-demo", start)
     settings = json.loads((start / "adapter_config.json").read_text())
     (start / "adapter_config.json").write_text(json.dumps({**settings, "target_modules": ["c_attn", "c_proj"]}))
-    with pytest.raises(LorastackError, match="start"):
+    with pytest.raises(LorastackError, match="names target_modules that SmolLM2-135M-Instruct lacks: c_attn, c_proj"):
         train(tiny_config(tmp_path / "run", "training.max_steps=1", f"lora.init_from={start}"))
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
@@ -208,7 +208,7 @@ def test_grpo_from_the_shipped_adapter_samples_rewards_and_learns(tmp_path: Path
         f"data.path={GRPO_DATA}", "data.max_length=1024", "method=grpo", f"lora.init_from={start}",
         "training.batch_size=8", "grpo.generations=8", "grpo.max_completion_tokens=32", "training.max_steps=2",
         "training.logging_steps=1", "training.lr_scheduler=constant", "training.warmup_ratio=0",
-        "training.learning_rate=1e-3", f"output_dir={out}",
+        "training.learning_rate=1e-3", f"output_dir={out}", "lora.r=4",  # the start's shape wins: r=16
     ]))  # fmt: skip
     steps = [h for h in result.log_history if "reward" in h]
     assert len(steps) == 2 and all(0 <= h["reward"] <= 1 for h in steps)
@@ -217,6 +217,7 @@ def test_grpo_from_the_shipped_adapter_samples_rewards_and_learns(tmp_path: Path
     assert card["config"]["method"] == "grpo" and card["config"]["lora"]["init_from"] == str(start)
     assert card["metrics"]["first_reward"] == pytest.approx(steps[0]["reward"], abs=1e-4)
     assert "non_padding_tokens" not in card["metrics"]
+    assert card["lora"]["r"] == 16 and "- LoRA: r=16," in (out / "adapter" / "README.md").read_text()
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct"  # registers anywhere, as the start does
     before, after = load_file(start / "adapter_model.safetensors"), load_file(out / "adapter" / "adapter_model.safetensors")
