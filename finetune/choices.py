@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 
 from lorastack.errors import LorastackError
-from lorastack.finetune.config import TrainConfig
+from lorastack.finetune.config import BNB_OPTIMIZERS, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,20 @@ def resolve(config: TrainConfig, machine: Machine | None = None, processes: int 
     chunked = config.training.chunked_loss and backend != "unsloth"
     return RunChoices(backend, quantization, dtype, optimizer, gradient_checkpointing, reason, offload, attention,
                       chunked, processes)
+
+
+def fsdp_optimizer(config: TrainConfig, optimizer: str) -> str:
+    """The optimizer of an FSDP run: bitsandbytes' kernels take plain tensors, FSDP2's sharded parameters are DTensors
+    (two H200s: "optimizer_update_8bit_blockwise got mixed torch.Tensor and DTensor"), so ``auto`` becomes torch's
+    AdamW (FSDP shards its states anyway) and a bitsandbytes optimizer asked for is refused."""
+    if optimizer not in BNB_OPTIMIZERS:
+        return optimizer
+    if config.training.optimizer != "auto":
+        raise LorastackError(
+            f"training.optimizer {optimizer} (bitsandbytes) cannot update FSDP's sharded parameters.",
+            "Use training.optimizer: adamw_torch (or auto) with FSDP, or training.distributed: ddp.",
+        )
+    return "adamw_torch"
 
 
 def offloads(setting: str, backend: str, quantization: str) -> bool:

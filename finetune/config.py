@@ -19,6 +19,10 @@ from lorastack.sources import SourceError, is_remote, parse
 _STRICT = ConfigDict(use_attribute_docstrings=True, extra="forbid")
 
 
+# bitsandbytes' optimizers: their kernels take plain tensors, not FSDP's sharded DTensor parameters.
+BNB_OPTIMIZERS = ("adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+
+
 class LoraSettings(BaseModel):
     model_config = _STRICT
 
@@ -79,7 +83,8 @@ class TrainingSettings(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0)
     """Gradient clipping norm."""
     optimizer: Literal["auto", "adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "sgd"] = "auto"
-    """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU."""
+    """Optimizer. auto: paged 8-bit AdamW on CUDA (bitsandbytes), adamw_torch on CPU and under FSDP (bitsandbytes
+    cannot update its sharded parameters)."""
     gradient_checkpointing: Literal["auto", "on", "off"] = "auto"
     """Recompute activations to save memory. auto: on with a GPU, off on CPU (slower there, little gain)."""
     offload_activations: Literal["auto", "on", "off"] = "auto"
@@ -192,6 +197,11 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"method grpo: training.batch_size ({self.training.batch_size}) counts sampled replies and must be "
                 f"a multiple of grpo.generations ({self.grpo.generations})"
+            )
+        if self.training.distributed == "fsdp" and self.training.optimizer in BNB_OPTIMIZERS:
+            raise ValueError(
+                f"training.optimizer {self.training.optimizer} (bitsandbytes) cannot update FSDP's sharded parameters: "
+                "use optimizer adamw_torch (or auto) with distributed fsdp, or distributed ddp"
             )
         return self
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastack.errors import LorastackError
+from lorastack.finetune.choices import fsdp_optimizer
 from lorastack.finetune.memory import GIB, ModelShape, estimate_memory
 from lorastack.finetune.memory_plan import run_shape
 
@@ -308,7 +309,8 @@ def with_strategy(config: Any, choices: Any, model_path: str, gpu_gib: float | N
         )
     if strategy == "fsdp" and choices.backend == "unsloth":
         raise LorastackError("backend unsloth trains on one GPU.", "Use backend: peft with training.distributed: fsdp.")
-    return dataclasses.replace(choices, distributed=strategy, distributed_reason=reason)
+    optimizer = fsdp_optimizer(config, choices.optimizer) if strategy == "fsdp" else choices.optimizer
+    return dataclasses.replace(choices, optimizer=optimizer, distributed=strategy, distributed_reason=reason)
 
 
 def _planned_gib(config: Any, choices: Any, model_path: str) -> float | None:

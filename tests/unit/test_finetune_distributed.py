@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorastack.errors import LorastackError
-from lorastack.finetune.choices import Machine, resolve
+from lorastack.finetune.choices import Machine, fsdp_optimizer, resolve
 from lorastack.finetune.config import load_train_config
 from lorastack.finetune.distributed import Launch, World, choose_strategy, global_batch, torchrun_command
 from lorastack.finetune.memory import GIB, estimate_memory
@@ -177,3 +177,21 @@ def test_sigterm_reaches_torchrun_and_ends_the_command_as_sigterm(tmp_path: Path
     parent.send_signal(signal.SIGTERM)
     assert parent.wait(timeout=30) == -signal.SIGTERM
     assert marker.read_text() == "1"
+
+
+def test_fsdp_trains_with_torch_adamw(one_chat: Path) -> None:
+    """bitsandbytes' optimizer kernels fail on FSDP's DTensor parameters (seen on two H200s): auto becomes torch's
+    AdamW under FSDP, in the run and in its plan; one asked for by name is refused before anything starts."""
+    from lorastack.finetune.distributed import with_strategy
+    from lorastack.finetune.memory_plan import planned_run
+
+    config = _config(one_chat, "backend=peft", "quantization=nf4", "training.distributed=fsdp")
+    assert resolve(config, CUDA, processes=2).optimizer == "paged_adamw_8bit"  # DDP and one GPU keep it
+    assert with_strategy(config, resolve(config, CUDA, processes=2), "unused").optimizer == "adamw_torch"
+    assert planned_run(config, machine=CUDA, gpus=2, strategy="fsdp").optimizer == "adamw_torch"
+    assert planned_run(config, machine=CUDA, gpus=2, strategy="ddp").optimizer == "paged_adamw_8bit"
+    with pytest.raises(LorastackError, match="adamw_8bit .bitsandbytes. cannot update FSDP's sharded parameters"):
+        _config(one_chat, "training.distributed=fsdp", "training.optimizer=adamw_8bit")
+    chosen = _config(one_chat, "backend=peft", "training.optimizer=paged_adamw_32bit")  # when auto picks FSDP
+    with pytest.raises(LorastackError, match="paged_adamw_32bit .bitsandbytes. cannot update FSDP"):
+        fsdp_optimizer(chosen, resolve(chosen, CUDA, processes=2).optimizer)
