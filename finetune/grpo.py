@@ -141,11 +141,11 @@ def _decision_turn(conversation: Conversation) -> int | None:
 
 
 def grpo_dataset(config: TrainConfig, tokenizer: Any, template: str | None) -> tuple[Any, str]:
-    """Prompts (rendered text) and reference replies from the training data, and a one-line report."""
+    """Prompts (rendered text), reference replies and the rows they come from, and a one-line report."""
     from datasets import Dataset
 
-    prompts, references, skipped = [], [], 0
-    for conversation in conversations(config.data):
+    prompts, references, indices, skipped = [], [], [], 0
+    for index, conversation in enumerate(conversations(config.data)):
         conversation = conversation.with_system(config.data.system_prompt)
         turn = _decision_turn(conversation)
         if turn is None:
@@ -157,6 +157,7 @@ def grpo_dataset(config: TrainConfig, tokenizer: Any, template: str | None) -> t
         )  # fmt: skip
         prompts.append(prompt)
         references.append(_reference(conversation.messages[turn]))
+        indices.append(index)
     if not prompts:
         raise DataError(
             f"{config.data.source_name}: no conversation has an assistant reply after its last user turn.",
@@ -166,7 +167,9 @@ def grpo_dataset(config: TrainConfig, tokenizer: Any, template: str | None) -> t
     report = f"{len(prompts)} prompts ({calls} with a tool call, {len(prompts) - calls} without)"
     if skipped:
         report += f"; {skipped} conversations without a reply after the last user turn left out"
-    return Dataset.from_dict({"prompt": prompts, "reference": [json.dumps(r) for r in references]}), report
+    # "row": the conversation's place in the data (benchmarks/decision_rate.py keeps the rows worth a GRPO run)
+    columns = {"prompt": prompts, "reference": [json.dumps(r) for r in references], "row": indices}
+    return Dataset.from_dict(columns), report
 
 
 def tool_decision(completions: list[Any], reference: list[str], **_: Any) -> list[float]:
