@@ -153,18 +153,14 @@ def resolve(config: TrainConfig, machine: Machine | None = None, processes: int 
                       chunked, processes)
 
 
-def fsdp_optimizer(config: TrainConfig, optimizer: str) -> str:
-    """The optimizer of an FSDP run: bitsandbytes' kernels take plain tensors, FSDP2's sharded parameters are DTensors
-    (two H200s: "optimizer_update_8bit_blockwise got mixed torch.Tensor and DTensor"), so ``auto`` becomes torch's
-    AdamW (FSDP shards its states anyway) and a bitsandbytes optimizer asked for is refused."""
-    if optimizer not in BNB_OPTIMIZERS:
-        return optimizer
-    if config.training.optimizer != "auto":
-        raise LorastackError(
-            f"training.optimizer {optimizer} (bitsandbytes) cannot update FSDP's sharded parameters.",
-            "Use training.optimizer: adamw_torch (or auto) with FSDP, or training.distributed: ddp.",
-        )
-    return "adamw_torch"
+def optimizer_under(strategy: str, config: TrainConfig, optimizer: str) -> str:
+    """The optimizer of a run spread with ``strategy``: under FSDP, ``auto`` becomes torch's AdamW (bitsandbytes'
+    kernels take plain tensors, FSDP2's sharded parameters are DTensors: on two H200s "optimizer_update_8bit_blockwise
+    got mixed torch.Tensor and DTensor"; FSDP shards AdamW's states anyway). One named in the config stays: see
+    :func:`lorastack.finetune.distributed.with_strategy` and the config's own check."""
+    if strategy == "fsdp" and config.training.optimizer == "auto" and optimizer in BNB_OPTIMIZERS:
+        return "adamw_torch"
+    return optimizer
 
 
 def offloads(setting: str, backend: str, quantization: str) -> bool:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lorastack.errors import LorastackError
-from lorastack.finetune.choices import fsdp_optimizer
+from lorastack.finetune.choices import optimizer_under
+from lorastack.finetune.config import BNB_OPTIMIZERS
 from lorastack.finetune.memory import GIB, ModelShape, estimate_memory
 from lorastack.finetune.memory_plan import run_shape
 
@@ -309,7 +310,12 @@ def with_strategy(config: Any, choices: Any, model_path: str, gpu_gib: float | N
         )
     if strategy == "fsdp" and choices.backend == "unsloth":
         raise LorastackError("backend unsloth trains on one GPU.", "Use backend: peft with training.distributed: fsdp.")
-    optimizer = fsdp_optimizer(config, choices.optimizer) if strategy == "fsdp" else choices.optimizer
+    optimizer = optimizer_under(strategy, config, choices.optimizer)
+    if strategy == "fsdp" and optimizer in BNB_OPTIMIZERS:  # named in the config, and auto chose FSDP
+        raise LorastackError(
+            f"training.optimizer {optimizer} (bitsandbytes) cannot update FSDP's sharded parameters.",
+            "Use training.optimizer: adamw_torch (or auto) with FSDP, or training.distributed: ddp.",
+        )
     return dataclasses.replace(choices, optimizer=optimizer, distributed=strategy, distributed_reason=reason)
 
 

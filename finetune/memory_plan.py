@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lorastack.finetune.choices import Machine, RunChoices, fsdp_optimizer, importable, resolve
+from lorastack.finetune.choices import Machine, RunChoices, importable, optimizer_under, resolve
 from lorastack.finetune.config import TrainConfig
 from lorastack.finetune.loss import PLAIN_CAUSAL_LMS
 from lorastack.finetune.memory import MemoryPlan, ModelShape, RunShape, estimate_memory, largest_batch
@@ -51,7 +51,7 @@ def planned_run(
     on ``gpus`` GPUs with ``strategy`` (ddp or fsdp) when there are several."""
     choices = resolve(config, machine or planned_gpu(config), processes=gpus)
     if gpus > 1:
-        optimizer = fsdp_optimizer(config, choices.optimizer) if strategy == "fsdp" else choices.optimizer
+        optimizer = optimizer_under(strategy, config, choices.optimizer)
         choices = dataclasses.replace(choices, distributed=strategy, optimizer=optimizer)
     return run_shape(config, choices, model_type)
 

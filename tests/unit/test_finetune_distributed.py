@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lorastack.errors import LorastackError
-from lorastack.finetune.choices import Machine, fsdp_optimizer, resolve
+from lorastack.finetune.choices import Machine, resolve
 from lorastack.finetune.config import load_train_config
 from lorastack.finetune.distributed import Launch, World, choose_strategy, global_batch, torchrun_command
 from lorastack.finetune.memory import GIB, estimate_memory
@@ -192,6 +192,7 @@ def test_fsdp_trains_with_torch_adamw(one_chat: Path) -> None:
     assert planned_run(config, machine=CUDA, gpus=2, strategy="ddp").optimizer == "paged_adamw_8bit"
     with pytest.raises(LorastackError, match="adamw_8bit .bitsandbytes. cannot update FSDP's sharded parameters"):
         _config(one_chat, "training.distributed=fsdp", "training.optimizer=adamw_8bit")
-    chosen = _config(one_chat, "backend=peft", "training.optimizer=paged_adamw_32bit")  # when auto picks FSDP
+    chosen = _config(one_chat, "backend=peft", "training.optimizer=paged_adamw_32bit")
+    chosen.training.distributed = "fsdp"  # as when auto picks FSDP (the config itself refuses fsdp with it)
     with pytest.raises(LorastackError, match="paged_adamw_32bit .bitsandbytes. cannot update FSDP"):
-        fsdp_optimizer(chosen, resolve(chosen, CUDA, processes=2).optimizer)
+        with_strategy(chosen, resolve(chosen, CUDA, processes=2), "unused")
