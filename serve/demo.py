@@ -5,7 +5,9 @@ as its :attr:`~lorastack.models.BaseModel.bundled_adapter`) so that a fresh inst
 with a model that uses the calculator and search. The first server start on that model registers it and points
 the ``default`` alias at it (so the front door loads it) and marks it loaded (so clients can also call it by its
 own name, ``model="tools-demo"``), once: after that the registry is the user's, and
-removing or re-pointing it is respected.
+removing or re-pointing it is respected. A lorastack upgrade that ships new bundled weights registers them as the
+next version at the next start and moves what still points at the old bundled version (the default alias, the
+loaded version of its name); whatever the user re-pointed or removed stays as it is.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.models import BUNDLED_ADAPTERS, BaseModel
-from lorastack.serve.registry import AdapterVersion, Registry
+from lorastack.errors import NotFound
+from lorastack.serve.registry import AdapterVersion, Registry, adapter_sha256
 
 DEMO_NAME = "tools-demo"
 _INSTALLED = "demo_adapter_installed"
@@ -25,18 +28,29 @@ def demo_adapter_dir() -> Path:
 
 
 def install_demo_adapter(registry: Registry, base: BaseModel) -> AdapterVersion | None:
-    """Register, mark loaded and alias the base model's bundled adapter the first time that model is served.
+    """Register, mark loaded and alias the base model's bundled adapter the first time that model is served, or
+    when an upgrade ships new bundled weights.
 
-    Returns the new version, or None when there is nothing to do (a model without one, already done once,
-    or an install without the bundled files).
+    Returns the new version, or None when there is nothing to do (a model without one, already done for these
+    weights, the user removed the installed one, or an install without the bundled files).
     """
     folder = base.bundled_adapter
-    if folder is None or registry.setting(_INSTALLED) or not (folder / "adapter_config.json").is_file():
+    if folder is None or not (folder / "adapter_config.json").is_file():
         return None
+    previous = None
+    if installed := registry.setting(_INSTALLED):
+        try:
+            previous = registry.get(installed)
+        except NotFound:  # the user removed it: not brought back
+            return None
+        if previous.sha256 == adapter_sha256(folder):
+            return None
     adapter = registry.register(folder.name, folder, base, base.weight_shapes())
-    if registry.loaded_version(adapter.name) is None:  # served under its own name too (model="tools-demo")
-        registry.mark_loaded(adapter)
-    if registry.alias(DEFAULT_ALIAS) is None:  # the front door loads aliased versions itself
-        registry.set_alias(DEFAULT_ALIAS, adapter)
+    # What still follows the bundled adapter moves to the new version: on the first start, nothing set yet.
+    if registry.loaded_version(adapter.name) == (previous.version if previous else None):
+        registry.mark_loaded(adapter)  # served under its own name too (model="tools-demo")
+    default = registry.alias(DEFAULT_ALIAS)
+    if (default.ref if default else None) == (previous.ref if previous else None):
+        registry.set_alias(DEFAULT_ALIAS, adapter)  # the front door loads aliased versions itself
     registry.set_setting(_INSTALLED, adapter.ref)
     return adapter

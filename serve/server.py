@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from lorastack.access import DEFAULT_ALIAS
 from lorastack.errors import LorastackError, ServerError
 from lorastack.evaluation import Evaluator
 from lorastack.models import resolve_base_model
@@ -147,7 +148,9 @@ def start_server(
         )
     base = resolve_base_model(config.base_model)
     if config.demo_adapter and (demo := install_demo_adapter(registry, base)) is not None:
-        logger.info("Registered the bundled demo adapter as %s (the default alias).", demo.ref)
+        default = registry.alias(DEFAULT_ALIAS)
+        role = "the default alias" if default and default.ref == demo.ref else "the default alias left as you set it"
+        logger.info("Registered the bundled demo adapter as %s (%s).", demo.ref, role)
     max_rank = config.max_lora_rank or fitting_rank([a.card["rank"] for a in registry.list()])
     tool_parser = effective_tool_parser(config, base)
     process = None

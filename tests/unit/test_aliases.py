@@ -168,6 +168,51 @@ def test_demo_adapter_is_installed_once_as_the_default(base_model: BaseModel) ->
     assert registry.loaded() == []
 
 
+def test_an_upgrade_with_new_bundled_weights_moves_what_still_follows_the_old_ones(
+    base_model: BaseModel, make_adapter, tmp_path: Path
+) -> None:
+    import dataclasses
+    import shutil
+
+    def bundled(seed: int) -> BaseModel:  # the package's tools-demo folder as one release ships it
+        folder = tmp_path / f"release{seed}" / DEMO_NAME
+        shutil.copytree(make_adapter(seed=seed), folder)
+        return dataclasses.replace(base_model, bundled_adapter=folder)
+
+    first, second, third = bundled(0), bundled(1), bundled(2)
+    registry = Registry()
+    assert install_demo_adapter(registry, first).ref == f"{DEMO_NAME}@v1"
+    assert install_demo_adapter(registry, first) is None  # same weights: nothing to do
+
+    upgraded = install_demo_adapter(registry, second)
+    assert upgraded.ref == f"{DEMO_NAME}@v2" and upgraded.sha256 != registry.get(f"{DEMO_NAME}@v1").sha256
+    assert registry.alias(DEFAULT_ALIAS).ref == upgraded.ref
+    assert [a.ref for a in registry.loaded()] == [upgraded.ref]
+
+    # A user who re-pointed the default alias and unloaded the name keeps both as they were.
+    registry.set_alias(DEFAULT_ALIAS, registry.get(f"{DEMO_NAME}@v1"))
+    registry.mark_unloaded(DEMO_NAME)
+    assert install_demo_adapter(registry, third).ref == f"{DEMO_NAME}@v3"
+    assert registry.alias(DEFAULT_ALIAS).ref == f"{DEMO_NAME}@v1" and registry.loaded() == []
+
+
+def test_a_removed_demo_adapter_is_not_brought_back_by_an_upgrade(
+    base_model: BaseModel, make_adapter, tmp_path: Path
+) -> None:
+    import dataclasses
+    import shutil
+
+    folder = tmp_path / "release" / DEMO_NAME
+    shutil.copytree(make_adapter(seed=1), folder)
+    registry = Registry()
+    installed = install_demo_adapter(registry, base_model)
+    registry.drop_alias(DEFAULT_ALIAS)
+    registry.mark_unloaded(DEMO_NAME)
+    registry.remove(installed)
+    assert install_demo_adapter(registry, dataclasses.replace(base_model, bundled_adapter=folder)) is None
+    assert registry.list() == []
+
+
 def test_demo_adapter_is_left_out_for_other_base_models(base_model: BaseModel) -> None:
     other = BaseModel("another-model", base_model.path, "test")
     assert install_demo_adapter(Registry(), other) is None
