@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from lorastack.agent.evaluate import load_items, normalize, parse_numbers, score
 from lorastack.finetune.synth import generate
 from lorastack.finetune.synth.facts import MONTHS
+from lorastack.serve.demo import demo_adapter_dir
 from lorastack.tools.calculator import calculate
 
 EVALSETS = Path(__file__).resolve().parents[2] / "agent" / "evalsets"
@@ -66,17 +68,25 @@ def test_function_items_offer_functions_the_training_data_never_shows(generated:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The generator's output as the tools-demo recipes ask for it (seed 0): the basic data of the first version and
-    the broad data with a client's own functions (finetune/recipes/smollm2-135m-tools-demo-broad.yaml)."""
+    """The generator's output as the tools-demo recipes ask for it (seed 0): the basic data of the first release and,
+    whole, the broad data the bundled adapter was trained on (finetune/recipes/smollm2-135m-tools-demo-broad.yaml)."""
     folder = tmp_path_factory.mktemp("synth")
     generate(folder / "basic", n_train=1500, n_eval=0, seed=0)
-    generate(folder / "broad", n_train=3000, n_eval=0, seed=0, variety="broad", function_share=0.2)
+    generate(folder / "broad", n_train=12000, n_eval=200, seed=0, variety="broad", function_share=0.2,
+             calculator_share=0.35, search_share=0.3, none_share=0.2)  # fmt: skip
     both = folder / "both"
     (both / "corpus_train").mkdir(parents=True)
     (both / "train.jsonl").write_text("".join((folder / k / "train.jsonl").read_text() for k in ("basic", "broad")))
     for kind in ("basic", "broad"):
         (folder / kind / "corpus_train").rename(both / "corpus_train" / kind)
     return both
+
+
+def test_the_bundled_adapter_was_trained_on_the_data_checked_here(generated: Path) -> None:
+    """The overlap checks below cover what the shipped tools-demo learned from: its card names this data's hash."""
+    card = json.loads((demo_adapter_dir() / "training_card.json").read_text())
+    trained_on = generated.parent / "broad" / "train.jsonl"
+    assert card["data_sha256"] == hashlib.sha256(trained_on.read_bytes()).hexdigest()
 
 
 def test_no_eval_question_overlaps_the_training_data(generated: Path) -> None:
