@@ -17,6 +17,7 @@ from pathlib import Path
 from lorastack.access import DEFAULT_ALIAS
 from lorastack.models import BUNDLED_ADAPTERS, BaseModel
 from lorastack.errors import NotFound
+from lorastack.serve.compatibility import CONFIG_FILE, WEIGHTS_FILE
 from lorastack.serve.registry import AdapterVersion, Registry, adapter_sha256
 
 DEMO_NAME = "tools-demo"
@@ -35,7 +36,7 @@ def install_demo_adapter(registry: Registry, base: BaseModel) -> AdapterVersion 
     weights, the user removed the installed one, or an install without the bundled files).
     """
     folder = base.bundled_adapter
-    if folder is None or not (folder / "adapter_config.json").is_file():
+    if folder is None or not all((folder / f).is_file() for f in (CONFIG_FILE, WEIGHTS_FILE)):
         return None
     previous = None
     if installed := registry.setting(_INSTALLED):
