@@ -224,4 +224,4 @@ def test_bundled_demo_adapter_is_small_and_names_the_embedded_model() -> None:
     card = json.loads((folder / "training_card.json").read_text())
     assert config["base_model_name_or_path"] == "SmolLM2-135M-Instruct"
     assert (folder / "adapter_model.safetensors").stat().st_size < 12 * 2**20
-    assert card["config"]["data"]["path"] == "data/tools/train.jsonl"  # what the README's command writes
+    assert card["config"]["data"]["path"] == "data/tools-broad/train.jsonl"  # what the README's command writes
