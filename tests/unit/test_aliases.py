@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -168,18 +170,17 @@ def test_demo_adapter_is_installed_once_as_the_default(base_model: BaseModel) ->
     assert registry.loaded() == []
 
 
+def _release(base_model: BaseModel, weights: Path, tmp_path: Path) -> BaseModel:
+    """The base model as a lorastack release that bundles ``weights`` as its tools-demo folder ships them."""
+    folder = tmp_path / f"release-{weights.name}" / DEMO_NAME
+    shutil.copytree(weights, folder)
+    return dataclasses.replace(base_model, bundled_adapter=folder)
+
+
 def test_an_upgrade_with_new_bundled_weights_moves_what_still_follows_the_old_ones(
     base_model: BaseModel, make_adapter, tmp_path: Path
 ) -> None:
-    import dataclasses
-    import shutil
-
-    def bundled(seed: int) -> BaseModel:  # the package's tools-demo folder as one release ships it
-        folder = tmp_path / f"release{seed}" / DEMO_NAME
-        shutil.copytree(make_adapter(seed=seed), folder)
-        return dataclasses.replace(base_model, bundled_adapter=folder)
-
-    first, second, third = bundled(0), bundled(1), bundled(2)
+    first, second, third = (_release(base_model, make_adapter(seed=s), tmp_path) for s in (0, 1, 2))
     registry = Registry()
     assert install_demo_adapter(registry, first).ref == f"{DEMO_NAME}@v1"
     assert install_demo_adapter(registry, first) is None  # same weights: nothing to do
@@ -199,17 +200,12 @@ def test_an_upgrade_with_new_bundled_weights_moves_what_still_follows_the_old_on
 def test_a_removed_demo_adapter_is_not_brought_back_by_an_upgrade(
     base_model: BaseModel, make_adapter, tmp_path: Path
 ) -> None:
-    import dataclasses
-    import shutil
-
-    folder = tmp_path / "release" / DEMO_NAME
-    shutil.copytree(make_adapter(seed=1), folder)
     registry = Registry()
     installed = install_demo_adapter(registry, base_model)
     registry.drop_alias(DEFAULT_ALIAS)
     registry.mark_unloaded(DEMO_NAME)
     registry.remove(installed)
-    assert install_demo_adapter(registry, dataclasses.replace(base_model, bundled_adapter=folder)) is None
+    assert install_demo_adapter(registry, _release(base_model, make_adapter(seed=1), tmp_path)) is None
     assert registry.list() == []
 
 
