@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lorastack.agent.prompts import SYSTEM_PROMPT
-from lorastack.finetune.synth import arithmetic, chat, documents, facts, functions, multistep
+from lorastack.finetune.synth import arithmetic, chat, composed, documents, facts, functions, invented, multistep
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ class SynthConfig(BaseModel):
     """Documents in corpus_train (0 = one per 4 search conversations, at least 12)."""
     eval_docs: int = Field(0, ge=0)
     """Documents in corpus_eval (0 = one per 2 search questions, at least 6)."""
-    variety: Literal["basic", "broad"] = "basic"
+    variety: Literal["basic", "broad", "wide"] = "basic"
     """basic: the data the first tools-demo was trained on (byte for byte per seed). broad: adds two- and three-step
     problems with a short plan before the call, documents with several facts of each question type (who, when, how
-    many, where), more plain knowledge, and an earlier chat turn before some questions."""
+    many, where), more plain knowledge, and an earlier chat turn before some questions. wide: broad, with 60% of its
+    multi-step problems composed from parts instead (many surfaces of each structure, a plan naming every quantity)."""
     function_share: float = Field(0.0, ge=0)
     """Share of training rows that call a client's own invented functions (or, one in four, none fits and the
     reply is plain text). 0: none, as in basic. The eval set never has them (agent/evalsets/functions.jsonl does)."""
@@ -72,7 +73,7 @@ class SynthConfig(BaseModel):
 
     @property
     def broad(self) -> bool:
-        return self.variety == "broad"
+        return self.variety in ("broad", "wide")
 
 
 @dataclass
@@ -234,12 +235,17 @@ def _train_rows(
     chat_pool, rows = (chat.broad_pool() if config.broad else chat.train_pool()), []
     for kind in kinds:
         if kind == "function":  # a client's own functions, not the agent's
-            rows.append(functions.row(rng, fits=rng.random() < 0.75))
+            fits = rng.random() < 0.75
+            make = invented.row if config.variety == "wide" and rng.random() < 0.6 else functions.row
+            rows.append(make(rng, fits=fits))
             continue
         before = (rng.choice(chat_pool),) if config.broad and rng.random() < config.history_share else ()
         if kind == "calculator":
             broad = config.broad and rng.random() < 0.75  # multi-step problems; the rest one-step
-            problem = rng.choice(multistep.BROAD_TEMPLATES if broad else arithmetic.TRAIN_TEMPLATES)(rng)
+            templates = multistep.BROAD_TEMPLATES if broad else arithmetic.TRAIN_TEMPLATES
+            if broad and config.variety == "wide" and rng.random() < 0.6:  # broad draws no number here: same rows
+                templates = composed.TEMPLATES
+            problem = rng.choice(templates)(rng)
             observation = calculator_tool.invoke({"expression": problem.expression})
             arithmetic.check(problem, observation)
             messages = _conversation(problem.question, ("calculator", {"expression": problem.expression}),

@@ -105,4 +105,4 @@ def test_function_share_is_a_config_field() -> None:
     assert SynthConfig(function_share=0.2).shares["function"] == 0.2
     assert "function" not in SynthConfig().shares
     with pytest.raises(ValueError):
-        SynthConfig(variety="wide")
+        SynthConfig(variety="widest")
