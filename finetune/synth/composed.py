@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 from fractions import Fraction
 
+from lorastack.finetune.synth import everyday
 from lorastack.finetune.synth.arithmetic import PEOPLE, Problem, _money
 
 SMALL_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
@@ -37,7 +38,7 @@ def _count(rng: random.Random, n: int) -> str:
     """A count as people write it: digits, or a word for small numbers (a third of the time)."""
     if n in SMALL_WORDS and rng.random() < 0.35:
         return SMALL_WORDS[n]
-    return f"{n:,}" if n >= 1000 and rng.random() < 0.5 else str(n)
+    return everyday._big(n, rng)
 
 
 def _num(value: Fraction | int, places: int = 2) -> str:
@@ -170,7 +171,7 @@ KIT = [("workbooks", "workbook"), ("pencils", "pencil"), ("water bottles", "wate
 def group_kit(rng: random.Random) -> Problem:
     cur = rng.choice(CURRENCIES)
     (group, member), n = rng.choice(GROUPS), rng.randint(4, 60)
-    (many, one), (many2, one2) = rng.sample(KIT, 2)
+    (many, _), (_, one2) = rng.sample(KIT, 2)
     a = rng.randint(2, 6)
     (p, tp), (q, tq) = _money(rng, 0, 12), _money(rng, 0, 20)
     question = rng.choice([
