@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.markup import escape
+
+from lorastack.errors import LorastackError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +66,17 @@ def config_options(
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             values = config_values(**{name: kwargs.pop(name, None) for name in names})
-            return command(*args, **{param: config(**values)}, **kwargs)
+            try:
+                built = config(**values)
+            except ValidationError as exc:  # a value out of its field's range: say which option, in one line
+                field = next((e["loc"][0] for e in exc.errors() if e["loc"] and e["loc"][0] in values), None)
+                if field is None:
+                    raise
+                messages = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if e["loc"][:1] == (field,)]
+                given = flags.get(field) or (f"--{field.replace('_', '-')}",)
+                option = next((f for f in given if f.startswith("--")), given[0])
+                raise LorastackError(f"{option}: {'; '.join(messages)}") from None
+            return command(*args, **{param: built}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*positional, *keyword, *added])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}  # type: ignore[attr-defined]

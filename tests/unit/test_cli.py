@@ -56,7 +56,18 @@ def test_register_bad_adapter_is_one_line(tmp_path) -> None:
 
 def test_invalid_serve_option_is_one_line() -> None:
     line = one_line_error(_lorastack("serve", "--max-lora-rank", "20"))
-    assert "max_lora_rank (20) must be one of" in line
+    assert "--max-lora-rank: max_lora_rank (20) must be one of" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [(("--composed-share", "2"), "--composed-share: Input should be less than or equal to 1"),
+     (("--train", "0"), "--train: Input should be greater than or equal to 1")],  # a field under another flag
+)
+def test_out_of_range_option_is_one_line_naming_it(tmp_path, args: tuple[str, ...], expected: str) -> None:
+    line = one_line_error(_lorastack("data", "synth", str(tmp_path / "out"), *args))
+    assert expected in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_port_in_use_is_refused_before_starting_vllm() -> None:

@@ -485,7 +485,7 @@ def test_search_options_come_from_the_config(cli: typer.Typer, corpus: Path, tmp
         SearchConfig(timeout=30, total_timeout=10)
 
     too_many = runner.invoke(cli, ["search", "owl", "--backend", "local", "-n", "11"])
-    assert too_many.exit_code != 0 and "less than or equal to 10" in str(too_many.exception)
+    assert too_many.exit_code != 0 and "--max-results: Input should be less than or equal to 10" in str(too_many.exception)
 
 
 # -- auto: the local index when there is one, else the web --------------------------------------------------
