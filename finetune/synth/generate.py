@@ -52,13 +52,18 @@ class SynthConfig(BaseModel):
     variety: Literal["basic", "broad", "wide"] = "basic"
     """basic: the data the first tools-demo was trained on (byte for byte per seed). broad: adds two- and three-step
     problems with a short plan before the call, documents with several facts of each question type (who, when, how
-    many, where), more plain knowledge, and an earlier chat turn before some questions. wide: broad, with 60% of its
-    multi-step problems composed from parts instead (many surfaces of each structure, a plan naming every quantity)."""
+    many, where), more plain knowledge, and an earlier chat turn before some questions. wide: broad, with a share of its
+    multi-step problems composed from parts instead (many surfaces of each structure, a plan naming every quantity;
+    ``composed_share``) and a share of its function rows calling functions invented per row (``invented_share``)."""
     function_share: float = Field(0.0, ge=0)
     """Share of training rows that call a client's own invented functions (or, one in four, none fits and the
     reply is plain text). 0: none, as in basic. The eval set never has them (agent/evalsets/functions.jsonl does)."""
     history_share: float = Field(0.15, ge=0, le=1)
     """broad only: share of conversations that start with an earlier plain exchange."""
+    composed_share: float = Field(0.6, ge=0, le=1)
+    """wide only: share of the multi-step problems composed from parts (finetune/synth/composed.py)."""
+    invented_share: float = Field(0.6, ge=0, le=1)
+    """wide only: share of the function rows whose functions are invented per row (finetune/synth/invented.py)."""
 
     @model_validator(mode="after")
     def _some_share(self) -> SynthConfig:
@@ -236,14 +241,15 @@ def _train_rows(
     for kind in kinds:
         if kind == "function":  # a client's own functions, not the agent's
             fits = rng.random() < 0.75
-            make = invented.row if config.variety == "wide" and rng.random() < 0.6 else functions.row
+            make = invented.row if config.variety == "wide" and rng.random() < config.invented_share else functions.row
             rows.append(make(rng, fits=fits))
             continue
         before = (rng.choice(chat_pool),) if config.broad and rng.random() < config.history_share else ()
         if kind == "calculator":
             broad = config.broad and rng.random() < 0.75  # multi-step problems; the rest one-step
             templates = multistep.BROAD_TEMPLATES if broad else arithmetic.TRAIN_TEMPLATES
-            if broad and config.variety == "wide" and rng.random() < 0.6:  # broad draws no number here: same rows
+            # broad draws no number here: its rows stay the same
+            if broad and config.variety == "wide" and rng.random() < config.composed_share:
                 templates = composed.TEMPLATES
             problem = rng.choice(templates)(rng)
             observation = calculator_tool.invoke({"expression": problem.expression})

@@ -71,16 +71,18 @@ def test_function_items_offer_functions_the_training_data_never_shows(generated:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The generator's output as the tools-demo recipes ask for it: the basic data of the first release and, whole,
-    the broad data the bundled adapter was trained on (finetune/recipes/smollm2-135m-tools-demo-broad.yaml) and the
-    wide data of finetune/recipes/smollm2-135m-tools-demo-wide.yaml (seed 1)."""
+    the broad data the bundled adapter was trained on (finetune/recipes/smollm2-135m-tools-demo-broad.yaml), the
+    wide data of finetune/recipes/smollm2-135m-tools-demo-wide.yaml (seed 1) and the mix data of
+    finetune/recipes/smollm2-135m-tools-demo-mix.yaml (seed 2: broad's problems, wide's invented functions)."""
     folder = tmp_path_factory.mktemp("synth")
     generate(folder / "basic", n_train=1500, n_eval=0, seed=0)
     shares = {"function_share": 0.2, "calculator_share": 0.35, "search_share": 0.3, "none_share": 0.2}
     generate(folder / "broad", n_train=12000, n_eval=200, seed=0, variety="broad", **shares)
     generate(folder / "wide", n_train=12000, n_eval=200, seed=1, variety="wide", **shares)
+    generate(folder / "mix", n_train=12000, n_eval=200, seed=2, variety="wide", composed_share=0.0, **shares)
     both = folder / "both"
     (both / "corpus_train").mkdir(parents=True)
-    kinds = ("basic", "broad", "wide")
+    kinds = ("basic", "broad", "wide", "mix")
     (both / "train.jsonl").write_text("".join((folder / k / "train.jsonl").read_text() for k in kinds))
     for kind in kinds:
         (folder / kind / "corpus_train").rename(both / "corpus_train" / kind)

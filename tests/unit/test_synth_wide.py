@@ -96,3 +96,21 @@ def test_broad_is_unchanged_by_wide(tmp_path: Path) -> None:
     assert broad != wide
     generate(tmp_path / "b2", n_train=200, n_eval=0, seed=2, variety="broad", function_share=0.2)
     assert (tmp_path / "b2" / "train.jsonl").read_text() == broad
+
+
+def test_composed_and_invented_shares_choose_what_wide_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    used: list = []
+    monkeypatch.setattr(composed, "TEMPLATES", [lambda rng, t=t: used.append(t) or t(rng) for t in composed.TEMPLATES])
+    known = {n for s in functions.SPECS for n in s.names}
+
+    def function_calls(folder: Path) -> list[str]:
+        rows = [r for r in train(folder) if r["messages"][0]["role"] != "system" and len(r["messages"]) == 4]
+        return [r["messages"][1]["tool_calls"][0]["function"]["name"] for r in rows]
+
+    shares = {"n_train": 300, "n_eval": 0, "seed": 3, "variety": "wide", "function_share": 0.3}
+    generate(tmp_path / "none", composed_share=0.0, invented_share=0.0, **shares)
+    calls = function_calls(tmp_path / "none")
+    assert not used and calls and set(calls) <= known
+    generate(tmp_path / "all", composed_share=1.0, invented_share=1.0, **shares)
+    calls = function_calls(tmp_path / "all")
+    assert len(used) > 20 and calls and not set(calls) & known
