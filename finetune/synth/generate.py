@@ -69,6 +69,9 @@ class SynthConfig(BaseModel):
     def _some_share(self) -> SynthConfig:
         if self.calculator_share + self.search_share + self.none_share <= 0:
             raise ValueError("calculator_share, search_share and none_share are all 0; give at least one a share")
+        wide_only = sorted(self.model_fields_set & {"composed_share", "invented_share"})
+        if wide_only and self.variety != "wide":
+            raise ValueError(f"only variety wide reads {' and '.join(wide_only)}; add --variety wide or leave it out")
         return self
 
     @property

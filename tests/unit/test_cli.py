@@ -70,6 +70,12 @@ def test_out_of_range_option_is_one_line_naming_it(tmp_path, args: tuple[str, ..
     assert not (tmp_path / "out").exists()
 
 
+def test_wide_only_share_with_another_variety_is_refused(tmp_path) -> None:
+    line = one_line_error(_lorastack("data", "synth", str(tmp_path / "out"), "--composed-share", "0"))
+    assert "only variety wide reads composed_share; add --variety wide" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_port_in_use_is_refused_before_starting_vllm() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
