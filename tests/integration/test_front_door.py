@@ -27,15 +27,23 @@ def support(vllm_server, make_adapter):
     return [registry.register("support", make_adapter(seed=s), base, shapes) for s in (21, 22)]
 
 
-def _stream(client, model: str, out: list, errors: list) -> None:
+def _stream(client, model: str, out: list, errors: list, started: threading.Semaphore) -> None:
+    """One stream's models into ``out``; ``started`` is released once its first chunk came (or it failed)."""
+    models: set[str] = set()
     try:
         stream = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "Count slowly from one to fifty."}],
             max_tokens=48, temperature=0, stream=True,
         )  # fmt: skip
-        out.append({chunk.model for chunk in stream})
+        for chunk in stream:
+            if not models:
+                started.release()
+            models.add(chunk.model)
+        out.append(models)
     except Exception as exc:  # noqa: BLE001 - any failure is what the test counts
         errors.append(exc)
+        if not models:
+            started.release()
 
 
 def _served(vllm_server) -> set[str]:
@@ -52,10 +60,11 @@ def test_promotion_under_streaming_load_then_rollback(vllm_server, support) -> N
 
     results: list[set] = []
     errors: list[Exception] = []
-    threads = [threading.Thread(target=_stream, args=(client, "support", results, errors)) for _ in range(4)]
+    started = threading.Semaphore(0)
+    threads = [threading.Thread(target=_stream, args=(client, "support", results, errors, started)) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)  # the streams are under way
+    assert all(started.acquire(timeout=120) for _ in threads)  # every stream under way (not a guessed sleep)
     admin.promote(v2.ref, "support")
     after = client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     for t in threads:
