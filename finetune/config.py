@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lorastack.finetune.data import DataConfig
-from lorastack.errors import LorastackError, NotFound
+from lorastack.errors import LorastackError, NotFound, validation_message
 from lorastack.lora import MAX_LORA_RANK
 from lorastack.sources import SourceError, is_remote, parse
 
@@ -260,7 +260,7 @@ def load_train_config(path: Path | None, overrides: list[str] = ()) -> TrainConf
         where = f" in {path}" if path else ""
         problems = "; ".join(
             # a check of the whole config (a model validator) has no field to name
-            ": ".join(filter(None, [".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")]))
+            ": ".join(filter(None, [".".join(map(str, e["loc"])), validation_message(e)]))
             for e in exc.errors()
         )
         raise LorastackError(f"Invalid training config{where}: {problems}.", "See lorastack train --help.") from None

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from lorastack import __version__
-from lorastack.errors import LorastackError
+from lorastack.errors import LorastackError, validation_message
 from lorastack.evaluation import Endpoint, EvalRequirement
 from lorastack.report import show_progress
 
@@ -106,7 +106,7 @@ def main() -> None:
         _error(str(exc))
         sys.exit(exc.exit_code)
     except ValidationError as exc:
-        _error("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
+        _error("; ".join(validation_message(e) for e in exc.errors()))
         sys.exit(2)
 
 

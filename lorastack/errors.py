@@ -86,3 +86,8 @@ def error_for(code: object, message: str, hint: str | None = None) -> LorastackE
     """The typed error a server sent as ``code`` (a plain :class:`ServerError` for a code lorastack does not own)."""
     cls = error_classes().get(code) if isinstance(code, str) else None
     return (cls or ServerError)(message, hint)
+
+
+def validation_message(error: dict) -> str:
+    """One pydantic error's message as the user should read it: a validator's own words, without "Value error, "."""
+    return str(error["msg"]).removeprefix("Value error, ")

@@ -21,7 +21,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 from rich.markup import escape
 
-from lorastack.errors import LorastackError
+from lorastack.errors import LorastackError, validation_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,7 +72,7 @@ def config_options(
                 field = next((e["loc"][0] for e in exc.errors() if e["loc"] and e["loc"][0] in values), None)
                 if field is None:
                     raise
-                messages = [e["msg"].removeprefix("Value error, ") for e in exc.errors() if e["loc"][:1] == (field,)]
+                messages = [validation_message(e) for e in exc.errors() if e["loc"][:1] == (field,)]
                 given = flags.get(field) or (f"--{field.replace('_', '-')}",)
                 option = next((f for f in given if f.startswith("--")), given[0])
                 raise LorastackError(f"{option}: {'; '.join(messages)}") from None

@@ -207,15 +207,10 @@ def test_vllm_dying_gives_503_then_recovers_with_aliases(vllm_server, support) -
     assert vllm_server.server.restarts >= 1
 
 
-def _running(vllm_server) -> float:
-    """vLLM's own gauge of requests it is generating for."""
+def _running(vllm_server, state: str = "running") -> float:
+    """vLLM's own gauge of requests it is generating for (or, ``state="waiting"``, has queued)."""
     text = httpx.get(f"{vllm_server.state.upstream_url}/metrics", timeout=10).text
-    return _metric(text, "vllm:num_requests_running")
-
-
-def _waiting(vllm_server) -> float:
-    text = httpx.get(f"{vllm_server.state.upstream_url}/metrics", timeout=10).text
-    return _metric(text, "vllm:num_requests_waiting")
+    return _metric(text, f"vllm:num_requests_{state}")
 
 
 def test_a_client_that_gives_up_stops_its_generation(vllm_server) -> None:
@@ -240,7 +235,7 @@ def test_a_client_that_gives_up_stops_its_generation(vllm_server) -> None:
     while seen < 1 and client.is_alive():
         seen = _running(vllm_server)
         time.sleep(0.05)
-    assert seen >= 1, f"vLLM never ran the request ({_waiting(vllm_server)} waiting)"
+    assert seen >= 1, f"vLLM never ran the request ({_running(vllm_server, 'waiting')} waiting)"
     client.join(60)
     assert gave_up
     deadline = time.monotonic() + 10
