@@ -21,7 +21,8 @@ def test_chunked_loss_as_the_root_forward_under_fsdp_equals_the_models_own(tmp_p
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(WORKER),
                str(tmp_path)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.glob("rank*.json"))
+    assert done.returncode == 0, f"results written: {written}\n{done.stderr[-3000:]}"
     for rank in (0, 1):
         result = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert result["chunked"] == pytest.approx(result["own"], rel=1e-5)
