@@ -3,9 +3,12 @@ per-version metrics, and recovery when vLLM dies."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import select
 import signal
+import socket
 import threading
 import time
 
@@ -215,33 +218,27 @@ def _running(vllm_server, state: str = "running") -> float:
 
 def test_a_client_that_gives_up_stops_its_generation(vllm_server) -> None:
     """Regression: a non-streaming client that timed out left vLLM generating (34 s later, still running)."""
-    body = {"model": vllm_server.state.base_name, "messages": [{"role": "user", "content": "Tell a long story."}],
-            "max_tokens": 1500, "ignore_eos": True}  # about two minutes of generation on this CPU
-    gave_up: list[Exception] = []
-    # The client waits long enough for its request to be scheduled on a loaded 2-core machine (CI once saw a
-    # 4 s patience run out before vLLM started it), and gives up long before the generation would end.
-    patience = 12 if vllm_server.state.device == "cpu" else 0.5  # a GPU writes the 1500 tokens in a few seconds
-
-    def impatient() -> None:
-        try:
-            httpx.post(f"{vllm_server.state.url}/v1/chat/completions", json=body,
-                       timeout=httpx.Timeout(patience, connect=5))  # fmt: skip
-        except httpx.TimeoutException as exc:
-            gave_up.append(exc)
-
-    client = threading.Thread(target=impatient)
-    client.start()
-    seen = 0.0
-    while seen < 1 and client.is_alive():
+    body = json.dumps({"model": vllm_server.state.base_name, "max_tokens": 1500, "ignore_eos": True,
+                       "messages": [{"role": "user", "content": "Tell a long story."}]}).encode()  # minutes on a CPU
+    url = httpx.URL(vllm_server.state.url)
+    # A raw connection, so that the client gives up exactly when vLLM is generating for it: a timeout-based
+    # client had to guess how long a loaded 2-core CI machine takes to schedule the request (and guessed wrong).
+    client = socket.create_connection((url.host, url.port), timeout=10)
+    client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n%s" % (url.host.encode(), url.port, len(body), body))  # fmt: skip
+    sent, seen, early = time.monotonic(), 0.0, b""
+    while seen < 1 and not early and time.monotonic() - sent < 120:
         seen = _running(vllm_server)
-        time.sleep(0.05)
-    assert seen >= 1, f"vLLM never ran the request ({_running(vllm_server, 'waiting')} waiting)"
-    client.join(60)
-    assert gave_up
+        if select.select([client], [], [], 0.05)[0]:
+            early = client.recv(4096) or b"(connection closed)"
+    waited = time.monotonic() - sent
+    assert not early, f"the front door answered before generating ({waited:.1f} s): {early[:600]!r}"
+    assert seen >= 1, f"vLLM did not run the request in {waited:.0f} s ({_running(vllm_server, 'waiting')} waiting)"
+    client.close()  # the client gives up
     deadline = time.monotonic() + 10
     while _running(vllm_server) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _running(vllm_server) == 0
+    assert _running(vllm_server) == 0, f"vLLM still generating 10 s after the client left (it started in {waited:.1f} s)"
 
 
 def test_raw_lora_routes_never_reach_vllm(vllm_server, support, make_adapter) -> None:
