@@ -59,10 +59,10 @@ async def parse_request(request: Request, schema: type[BaseModel]) -> tuple[Any,
     except BadRequest as exc:
         return errors.invalid(exc.message, exc.status, exc.code)
     except ValidationError as exc:
-        return errors.invalid(validation_message(exc))
+        return errors.invalid(_body_problems(exc))
 
 
-def validation_message(exc: ValidationError) -> str:
+def _body_problems(exc: ValidationError) -> str:
     problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
     return f"Invalid request body: {problems}."
 

@@ -223,18 +223,17 @@ def test_a_client_that_gives_up_stops_its_generation(vllm_server) -> None:
     url = httpx.URL(vllm_server.state.url)
     # A raw connection, so that the client gives up exactly when vLLM is generating for it: a timeout-based
     # client had to guess how long a loaded 2-core CI machine takes to schedule the request (and guessed wrong).
-    client = socket.create_connection((url.host, url.port), timeout=10)
-    client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                   b"Content-Length: %d\r\n\r\n%s" % (url.host.encode(), url.port, len(body), body))  # fmt: skip
-    sent, seen, early = time.monotonic(), 0.0, b""
-    while seen < 1 and not early and time.monotonic() - sent < 120:
-        seen = _running(vllm_server)
-        if select.select([client], [], [], 0.05)[0]:
-            early = client.recv(4096) or b"(connection closed)"
-    waited = time.monotonic() - sent
+    with socket.create_connection((url.host, url.port), timeout=10) as client:  # closed on leaving: it gives up
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (url.host.encode(), url.port, len(body), body))  # fmt: skip
+        sent, seen, early = time.monotonic(), 0.0, b""
+        while seen < 1 and not early and time.monotonic() - sent < 120:
+            seen = _running(vllm_server)
+            if select.select([client], [], [], 0.05)[0]:
+                early = client.recv(4096) or b"(connection closed)"
+        waited, queued = time.monotonic() - sent, _running(vllm_server, "waiting")
     assert not early, f"the front door answered before generating ({waited:.1f} s): {early[:600]!r}"
-    assert seen >= 1, f"vLLM did not run the request in {waited:.0f} s ({_running(vllm_server, 'waiting')} waiting)"
-    client.close()  # the client gives up
+    assert seen >= 1, f"vLLM did not run the request in {waited:.0f} s ({queued} waiting)"
     deadline = time.monotonic() + 10
     while _running(vllm_server) > 0 and time.monotonic() < deadline:
         time.sleep(0.2)
